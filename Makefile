@@ -1,0 +1,43 @@
+# trio_mesos developer commands. Each target bootstraps .venv when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: test lint proto proto-check check-proto-compat clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.test-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test]'
+	touch $@
+
+$(VENV)/.dev-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	touch $@ $(VENV)/.test-stamp
+
+## make test: run the whole test suite (what CI runs first)
+test: $(VENV)/.test-stamp
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff and mypy --strict on the package
+lint: $(VENV)/.dev-stamp
+	$(PY) -m ruff check trio_mesos tests scripts
+	$(PY) -m mypy trio_mesos
+
+## make proto: regenerate trio_mesos/_proto from proto/
+proto: $(VENV)/.dev-stamp
+	$(PY) scripts/gen_proto.py
+
+## make proto-check: fail if the committed generated code differs from a fresh generation
+proto-check: $(VENV)/.dev-stamp
+	rm -rf .proto-check && $(PY) scripts/gen_proto.py .proto-check
+	diff -r trio_mesos/_proto .proto-check -x __pycache__ && rm -rf .proto-check
+
+## make check-proto-compat: compare proto/ with the Mesos wire schema in ../shared
+check-proto-compat: $(VENV)/.dev-stamp
+	$(PY) ../shared/tools/check_proto_compat.py proto
+
+clean:
+	rm -rf $(VENV) .proto-check .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,463 @@
+"""Calls to the agent as bytes, events from the agent as typed values.
+
+Theory of operation
+-------------------
+The executor endpoint takes one ``mesos.v1.executor.Call`` per request and
+streams ``mesos.v1.executor.Event`` records back, either as proto2 binary
+(``application/x-protobuf``) or as JSON (``application/json``). What the
+agent's *code* requires (PROTOCOL.md §1.2, §1.6, §3.4):
+
+* JSON uses the proto field names (``executor_id``); the agent silently
+  drops lowerCamelCase names and then fails on missing required fields.
+  Enums go by name, bytes as standard base64.
+* Every UPDATE carries ``status.uuid`` = 16 raw bytes of an RFC 4122 UUID with
+  a known version nibble (we use uuid4), ``status.source = SOURCE_EXECUTOR``
+  (unset reads as SOURCE_MASTER and is refused), and is never
+  ``TASK_STAGING``. If ``status.executor_id`` is set it must equal the call's.
+  The agent does not stamp ``status.timestamp``, so we do.
+* Events whose type this code does not know (a newer agent; HEARTBEAT to a
+  pre-1.8 build) read as ``UNKNOWN`` and must be ignored, never fatal.
+
+This module is pure: the caller passes the clock reading (``now``) and the
+fresh uuid bytes. Protobuf decode failures are turned into
+:class:`~trio_mesos.RemoteProtocolError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from google.protobuf.message import DecodeError, EncodeError
+from google.protobuf.message import Message as _ProtoMessage
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._proto import executor_pb2, mesos_pb2
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Acknowledged",
+    "AgentEvent",
+    "ContentType",
+    "Error",
+    "Heartbeat",
+    "Kill",
+    "Launch",
+    "LaunchGroup",
+    "Message",
+    "Shutdown",
+    "Subscribed",
+    "UnknownEvent",
+    "decode_message",
+    "encode_message",
+    "heartbeat_call",
+    "is_terminal",
+    "is_valid_uuid",
+    "message_call",
+    "parse_event",
+    "prepare_status",
+    "subscribe_call",
+    "update_call",
+]
+
+M = TypeVar("M", bound=_ProtoMessage)
+
+Call = executor_pb2.Call
+Event = executor_pb2.Event
+
+
+class ContentType(str, enum.Enum):
+    """The two media types the executor endpoint speaks."""
+
+    PROTOBUF = "application/x-protobuf"
+    JSON = "application/json"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Terminal task states (``isTerminalState`` in Mesos's protobuf_utils.cpp).
+TERMINAL_STATES: Final = frozenset(
+    {
+        mesos_pb2.TASK_FINISHED,
+        mesos_pb2.TASK_FAILED,
+        mesos_pb2.TASK_KILLED,
+        mesos_pb2.TASK_LOST,
+        mesos_pb2.TASK_ERROR,
+        mesos_pb2.TASK_DROPPED,
+        mesos_pb2.TASK_GONE,
+        mesos_pb2.TASK_GONE_BY_OPERATOR,
+    }
+)
+
+
+def is_terminal(state: int) -> bool:
+    """Whether a ``TaskState`` value is terminal (no update may follow it)."""
+    return state in TERMINAL_STATES
+
+
+def is_valid_uuid(value: bytes) -> bool:
+    """Whether ``value`` passes the agent's UUID check.
+
+    Exactly 16 bytes whose RFC 4122 version nibble is 1-5 (stout's
+    ``UUID::fromBytes`` + Boost ``uuid.version()``; PROTOCOL.md §1.6).
+    """
+    return len(value) == 16 and 1 <= value[6] >> 4 <= 5
+
+
+# --------------------------------------------------------------------------
+# Encoding and decoding of whole messages
+# --------------------------------------------------------------------------
+
+
+def encode_message(message: _ProtoMessage, content_type: ContentType) -> bytes:
+    """Serialize a Call or Event in the given media type.
+
+    JSON is compact, uses proto field names and enum names, as the agent
+    writes and reads it. Protobuf output keeps unknown fields.
+
+    Raises:
+        LocalProtocolError: a required field is missing.
+    """
+    if content_type is ContentType.PROTOBUF:
+        try:
+            return message.SerializeToString()
+        except EncodeError as exc:
+            raise LocalProtocolError(f"cannot encode {_name(message)}: {exc}") from None
+    if not message.IsInitialized():
+        raise LocalProtocolError(f"cannot encode {_name(message)}: missing {_missing(message)}")
+    from google.protobuf import json_format  # lazily: the JSON path is the rare one
+
+    document = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def decode_message(data: bytes, content_type: ContentType, message_type: type[M]) -> M:
+    """Parse bytes into a message of ``message_type`` (Call or Event).
+
+    Unknown fields are kept in protobuf and ignored in JSON (the agent's JSON
+    never carries any we need); unknown enum names in JSON leave the field
+    unset, so an unknown event type reads as ``UNKNOWN``.
+
+    Raises:
+        RemoteProtocolError: the bytes are not a valid message of that type.
+    """
+    message = message_type()
+    if content_type is ContentType.PROTOBUF:
+        try:
+            message.ParseFromString(data)
+        except DecodeError as exc:
+            raise RemoteProtocolError(f"undecodable protobuf {_name(message)}: {exc}") from None
+    else:
+        from google.protobuf import json_format
+
+        try:
+            document = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RemoteProtocolError(f"undecodable JSON {_name(message)}: {exc}") from None
+        if not isinstance(document, dict):
+            raise RemoteProtocolError(
+                f"JSON {_name(message)} must be an object, not {type(document).__name__}"
+            )
+        try:
+            json_format.ParseDict(document, message, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+            raise RemoteProtocolError(f"invalid JSON {_name(message)}: {exc}") from None
+    if not message.IsInitialized():
+        raise RemoteProtocolError(
+            f"{_name(message)} is missing required fields: {_missing(message)}"
+        )
+    return message
+
+
+def _name(message: _ProtoMessage) -> str:
+    return message.DESCRIPTOR.full_name
+
+
+def _missing(message: _ProtoMessage) -> str:
+    # FindInitializationErrors exists at run time but not in the type stubs.
+    find: Callable[[], list[str]] = getattr(message, "FindInitializationErrors")  # noqa: B009
+    return ", ".join(find())
+
+
+# --------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscribed:
+    """SUBSCRIBED: the agent accepted our SUBSCRIBE."""
+
+    executor_info: mesos_pb2.ExecutorInfo
+    framework_info: mesos_pb2.FrameworkInfo
+    agent_info: mesos_pb2.AgentInfo
+    container_id: mesos_pb2.ContainerID | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Launch:
+    """LAUNCH: run one task."""
+
+    task: mesos_pb2.TaskInfo
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LaunchGroup:
+    """LAUNCH_GROUP: run a task group atomically."""
+
+    task_group: mesos_pb2.TaskGroupInfo
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Kill:
+    """KILL: kill one task; ``kill_policy`` overrides the task's own when set."""
+
+    task_id: mesos_pb2.TaskID
+    kill_policy: mesos_pb2.KillPolicy | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """ACKNOWLEDGED: the agent accepted (and checkpointed) the update with ``uuid``."""
+
+    task_id: str
+    uuid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """MESSAGE: opaque data from the framework's scheduler."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """ERROR: an error message (the real agent never sends one on the HTTP API)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """SHUTDOWN: kill every task, send their terminal updates, exit within the grace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """HEARTBEAT: the agent's periodic liveness event (every 30 minutes)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class UnknownEvent:
+    """An event whose type this library does not know: log it and go on.
+
+    Attributes:
+        type: the wire value of ``Event.type`` (0 when unset or not a number
+            this schema knows; see ``raw`` for everything that was received).
+        raw: the decoded Event, unknown fields included.
+    """
+
+    type: int
+    raw: executor_pb2.Event
+
+
+AgentEvent = (
+    Subscribed
+    | Launch
+    | LaunchGroup
+    | Kill
+    | Acknowledged
+    | Message
+    | Error
+    | Shutdown
+    | Heartbeat
+    | UnknownEvent
+)
+
+_PAYLOAD: Final = {
+    Event.SUBSCRIBED: "subscribed",
+    Event.LAUNCH: "launch",
+    Event.LAUNCH_GROUP: "launch_group",
+    Event.KILL: "kill",
+    Event.ACKNOWLEDGED: "acknowledged",
+    Event.MESSAGE: "message",
+    Event.ERROR: "error",
+}
+
+
+def parse_event(data: bytes, content_type: ContentType) -> AgentEvent:
+    """Parse one RecordIO record into a typed event.
+
+    Raises:
+        RemoteProtocolError: undecodable bytes, or a known event type whose
+            payload is missing.
+    """
+    event = decode_message(data, content_type, Event)
+    kind = event.type
+    field = _PAYLOAD.get(kind)
+    if field is not None and not event.HasField(field):  # type: ignore[arg-type]
+        type_name = Event.Type.Name(kind)
+        raise RemoteProtocolError(f"{type_name} event without its '{field}' payload")
+    if kind == Event.SUBSCRIBED:
+        s = event.subscribed
+        container = s.container_id if s.HasField("container_id") else None
+        return Subscribed(s.executor_info, s.framework_info, s.agent_info, container)
+    if kind == Event.LAUNCH:
+        return Launch(event.launch.task)
+    if kind == Event.LAUNCH_GROUP:
+        return LaunchGroup(event.launch_group.task_group)
+    if kind == Event.KILL:
+        k = event.kill
+        return Kill(k.task_id, k.kill_policy if k.HasField("kill_policy") else None)
+    if kind == Event.ACKNOWLEDGED:
+        return Acknowledged(event.acknowledged.task_id.value, event.acknowledged.uuid)
+    if kind == Event.MESSAGE:
+        return Message(event.message.data)
+    if kind == Event.ERROR:
+        return Error(event.error.message)
+    if kind == Event.SHUTDOWN:
+        return Shutdown()
+    if kind == Event.HEARTBEAT:
+        return Heartbeat()
+    return UnknownEvent(_wire_type(event), event)
+
+
+def _wire_type(event: executor_pb2.Event) -> int:
+    # A proto2 enum is closed: a number this schema does not know lands in the
+    # unknown fields and ``type`` reads as UNKNOWN. Recover the number.
+    if event.HasField("type"):
+        return int(event.type)
+    from google.protobuf import unknown_fields
+
+    unknown: Any = unknown_fields.UnknownFieldSet(event)
+    for f in unknown:
+        if f.field_number == 1 and isinstance(f.data, int):
+            return f.data
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Calls
+# --------------------------------------------------------------------------
+
+
+def _call(framework_id: str, executor_id: str, kind: int) -> executor_pb2.Call:
+    call = Call(type=kind)  # type: ignore[arg-type]
+    call.framework_id.value = framework_id
+    call.executor_id.value = executor_id
+    return call
+
+
+def subscribe_call(
+    framework_id: str,
+    executor_id: str,
+    unacknowledged_tasks: Iterable[mesos_pb2.TaskInfo] = (),
+    unacknowledged_updates: Iterable[mesos_pb2.TaskStatus] = (),
+) -> executor_pb2.Call:
+    """Build SUBSCRIBE with the ledger's lists (always sets ``subscribe``)."""
+    call = _call(framework_id, executor_id, Call.SUBSCRIBE)
+    call.subscribe.SetInParent()
+    call.subscribe.unacknowledged_tasks.extend(unacknowledged_tasks)
+    for status in unacknowledged_updates:
+        call.subscribe.unacknowledged_updates.add().status.CopyFrom(status)
+    return call
+
+
+def update_call(
+    framework_id: str, executor_id: str, status: mesos_pb2.TaskStatus
+) -> executor_pb2.Call:
+    """Build UPDATE for a status already prepared by :func:`prepare_status`."""
+    call = _call(framework_id, executor_id, Call.UPDATE)
+    call.update.status.CopyFrom(status)
+    return call
+
+
+def message_call(framework_id: str, executor_id: str, data: bytes) -> executor_pb2.Call:
+    """Build MESSAGE (executor to framework; best effort, no acknowledgement)."""
+    call = _call(framework_id, executor_id, Call.MESSAGE)
+    call.message.data = bytes(data)
+    return call
+
+
+def heartbeat_call(framework_id: str, executor_id: str) -> executor_pb2.Call:
+    """Build HEARTBEAT (the agent answers 202 without looking at the ids)."""
+    return _call(framework_id, executor_id, Call.HEARTBEAT)
+
+
+_CHECK_FIELD: Final = {
+    mesos_pb2.CheckInfo.COMMAND: "command",
+    mesos_pb2.CheckInfo.HTTP: "http",
+    mesos_pb2.CheckInfo.TCP: "tcp",
+}
+
+
+def prepare_status(
+    status: mesos_pb2.TaskStatus,
+    *,
+    executor_id: str,
+    agent_id: str | None,
+    uuid: bytes,
+    now: float,
+) -> mesos_pb2.TaskStatus:
+    """Validate a caller's TaskStatus and return a stamped copy ready to send.
+
+    The copy gets the fresh ``uuid`` (any uuid the caller set is replaced, so
+    re-using one status object never re-sends a uuid), ``source =
+    SOURCE_EXECUTOR``, ``executor_id``, ``agent_id`` (when known and unset) and
+    ``timestamp = now`` when the caller set none. The caller's object is never
+    modified.
+
+    Raises:
+        LocalProtocolError: what the agent would refuse or mishandle: no
+            ``task_id`` or ``state``, ``TASK_STAGING``, a foreign
+            ``executor_id`` or ``agent_id``, a malformed ``check_status``, an
+            invalid ``uuid`` argument.
+    """
+    if not isinstance(status, mesos_pb2.TaskStatus):
+        raise TypeError(f"expected a mesos_pb2.TaskStatus, not {type(status).__name__}")
+    if not status.HasField("task_id") or not status.task_id.value:
+        raise LocalProtocolError("TaskStatus.task_id is required")
+    if not status.HasField("state"):
+        raise LocalProtocolError("TaskStatus.state is required")
+    if status.state == mesos_pb2.TASK_STAGING:
+        raise LocalProtocolError(
+            "TASK_STAGING may not be sent by an executor (the agent shuts the executor down)"
+        )
+    if status.HasField("executor_id") and status.executor_id.value != executor_id:
+        raise LocalProtocolError(
+            f"TaskStatus.executor_id {status.executor_id.value!r} is not this executor's "
+            f"{executor_id!r}"
+        )
+    if agent_id is not None and status.HasField("agent_id") and status.agent_id.value != agent_id:
+        raise LocalProtocolError(
+            f"TaskStatus.agent_id {status.agent_id.value!r} is not this agent's {agent_id!r} "
+            "(the agent would silently ignore the update)"
+        )
+    if status.HasField("check_status"):
+        check = status.check_status
+        field = _CHECK_FIELD.get(check.type)
+        if field is None:
+            raise LocalProtocolError("TaskStatus.check_status.type must be COMMAND, HTTP or TCP")
+        if not check.HasField(field):  # type: ignore[arg-type]
+            raise LocalProtocolError(f"TaskStatus.check_status of type {field.upper()} needs "
+                                     f"its '{field}' field")
+    if not is_valid_uuid(uuid):
+        raise LocalProtocolError(f"{uuid!r} is not a valid RFC 4122 UUID (16 bytes)")
+    if not status.IsInitialized():
+        raise LocalProtocolError(f"TaskStatus is missing required fields: {_missing(status)}")
+
+    prepared = mesos_pb2.TaskStatus()
+    prepared.CopyFrom(status)
+    prepared.uuid = uuid
+    prepared.source = mesos_pb2.TaskStatus.SOURCE_EXECUTOR
+    prepared.executor_id.value = executor_id
+    if agent_id is not None and not prepared.HasField("agent_id"):
+        prepared.agent_id.value = agent_id
+    if not prepared.HasField("timestamp"):
+        prepared.timestamp = now
+    return prepared
