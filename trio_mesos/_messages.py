@@ -25,6 +25,8 @@ fresh uuid bytes. Protobuf decode failures are turned into
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 from collections.abc import Callable, Iterable
@@ -151,26 +153,89 @@ def decode_message(data: bytes, content_type: ContentType, message_type: type[M]
             message.ParseFromString(data)
         except DecodeError as exc:
             raise RemoteProtocolError(f"undecodable protobuf {_name(message)}: {exc}") from None
+        _check_strings(message)
     else:
         from google.protobuf import json_format
 
         try:
             document = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise RemoteProtocolError(f"undecodable JSON {_name(message)}: {exc}") from None
         if not isinstance(document, dict):
             raise RemoteProtocolError(
                 f"JSON {_name(message)} must be an object, not {type(document).__name__}"
             )
         try:
+            _check_base64(document, message.DESCRIPTOR)
             json_format.ParseDict(document, message, ignore_unknown_fields=True)
-        except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        except Exception as exc:  # json_format raises a zoo: ParseError, OverflowError, ...
             raise RemoteProtocolError(f"invalid JSON {_name(message)}: {exc}") from None
     if not message.IsInitialized():
         raise RemoteProtocolError(
             f"{_name(message)} is missing required fields: {_missing(message)}"
         )
     return message
+
+
+def _check_strings(message: _ProtoMessage) -> None:
+    """Reject ``string`` fields that are not UTF-8 (upb hands them back as bytes in proto2)."""
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_STRING:
+            for item in value if field.is_repeated else (value,):
+                if not isinstance(item, str):
+                    raise RemoteProtocolError(
+                        f"invalid UTF-8 in string field '{field.full_name}': {item!r:.80}"
+                    )
+        elif field.type == field.TYPE_MESSAGE:
+            entry = field.message_type
+            assert entry is not None
+            if entry.GetOptions().map_entry:
+                value_field = entry.fields_by_name["value"]
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise RemoteProtocolError(
+                            f"invalid UTF-8 in a map key of '{field.full_name}'"
+                        )
+                    if value_field.type == value_field.TYPE_MESSAGE:
+                        _check_strings(item)
+            elif field.is_repeated:
+                for item in value:
+                    _check_strings(item)
+            else:
+                _check_strings(value)
+
+
+def _check_base64(document: object, descriptor: Any) -> None:
+    """Reject ``bytes`` fields that are not strict standard base64, as the agent does.
+
+    (json_format's decoding silently drops characters outside the alphabet.)
+    """
+    if not isinstance(document, dict):
+        return
+    for field in descriptor.fields:
+        value = document.get(field.name)
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        if field.type == field.TYPE_BYTES:
+            for item in values:
+                if not isinstance(item, str):
+                    raise ValueError(f"field '{field.name}' must be a base64 string")
+                try:
+                    base64.b64decode(item, validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise ValueError(f"failed to base64 decode bytes field '{field.name}': "
+                                     f"{exc}") from None
+        elif field.type == field.TYPE_MESSAGE:
+            entry = field.message_type
+            if entry.GetOptions().map_entry and isinstance(value, dict):
+                value_field = entry.fields_by_name["value"]
+                if value_field.type == value_field.TYPE_MESSAGE:
+                    for item in value.values():
+                        _check_base64(item, value_field.message_type)
+                continue
+            for item in values:
+                _check_base64(item, entry)
 
 
 def _name(message: _ProtoMessage) -> str:
@@ -315,16 +380,23 @@ def parse_event(data: bytes, content_type: ContentType) -> AgentEvent:
         k = event.kill
         return Kill(k.task_id, k.kill_policy if k.HasField("kill_policy") else None)
     if kind == Event.ACKNOWLEDGED:
-        return Acknowledged(event.acknowledged.task_id.value, event.acknowledged.uuid)
+        return Acknowledged(_text(event.acknowledged.task_id.value), event.acknowledged.uuid)
     if kind == Event.MESSAGE:
         return Message(event.message.data)
     if kind == Event.ERROR:
-        return Error(event.error.message)
+        return Error(_text(event.error.message))
     if kind == Event.SHUTDOWN:
         return Shutdown()
     if kind == Event.HEARTBEAT:
         return Heartbeat()
     return UnknownEvent(_wire_type(event), event)
+
+
+def _text(value: object) -> str:
+    # upb hands back a proto2 string with invalid UTF-8 as bytes.
+    if not isinstance(value, str):
+        raise RemoteProtocolError(f"invalid UTF-8 in a string field: {value!r:.80}")
+    return value
 
 
 def _wire_type(event: executor_pb2.Event) -> int:

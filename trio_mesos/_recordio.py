@@ -138,7 +138,7 @@ class RecordIODecoder:
         buf = self._buffer
         if self._pending is None:
             newline = buf.find(b"\n", 0, _MAX_SIZE_DIGITS + 1)
-            header = buf if newline < 0 else buf[:newline]
+            header = buf[: _MAX_SIZE_DIGITS + 1] if newline < 0 else buf[:newline]
             for i, byte in enumerate(header):
                 if byte not in _DIGITS:
                     raise self._fail(
