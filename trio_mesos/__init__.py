@@ -5,6 +5,14 @@ and no signal handlers, and it can be imported from any thread.
 """
 
 from ._config import ExecutorConfig as ExecutorConfig
+from ._config import TLSConfig as TLSConfig
+from ._driver import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
+from ._driver import CallRejectedError as CallRejectedError
+from ._driver import DriverStatistics as DriverStatistics
+from ._driver import ExecutorDriver as ExecutorDriver
+from ._driver import JoinFromCallbackError as JoinFromCallbackError
+from ._driver import open_executor_driver as open_executor_driver
+from ._driver import run_executor as run_executor
 from ._errors import AgentUnavailableError as AgentUnavailableError
 from ._errors import ConfigError as ConfigError
 from ._errors import DriverClosedError as DriverClosedError
@@ -13,21 +21,33 @@ from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._errors import TrioMesosError as TrioMesosError
 from ._errors import TrioMesosInternalError as TrioMesosInternalError
+from ._executor import Executor as Executor
+from ._messages import ContentType as ContentType
 from ._status import Status as Status
 from ._version import __version__ as __version__
 
 __all__ = [
+    "DEFAULT_STOP_TIMEOUT",
     "AgentUnavailableError",
+    "CallRejectedError",
     "ConfigError",
+    "ContentType",
     "DriverClosedError",
+    "DriverStatistics",
+    "Executor",
     "ExecutorConfig",
+    "ExecutorDriver",
+    "JoinFromCallbackError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
     "Status",
+    "TLSConfig",
     "TrioMesosError",
     "TrioMesosInternalError",
     "__version__",
+    "open_executor_driver",
+    "run_executor",
 ]
 
 # Public names say they live here, not in a private module (trio's convention).

@@ -131,7 +131,7 @@ class AckLedger:
         # task id -> TaskInfo, for tasks with no acknowledged update yet.
         self._unacked_tasks: dict[str, mesos_pb2.TaskInfo] = {}
         self._known_tasks: set[str] = set()
-        self._acked: OrderedDict[bytes, None] = OrderedDict()
+        self._acked: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._seq = 0
         self._counters = _Counters()
 
@@ -142,7 +142,9 @@ class AckLedger:
         task_id = task.task_id.value
         if task_id not in self._known_tasks:
             self._known_tasks.add(task_id)
-            self._unacked_tasks[task_id] = task
+            kept = mesos_pb2.TaskInfo()
+            kept.CopyFrom(task)
+            self._unacked_tasks[task_id] = kept
 
     def knows_task(self, task_id: str) -> bool:
         """Whether the agent ever gave us this task."""
@@ -222,7 +224,7 @@ class AckLedger:
         """Apply an ACKNOWLEDGED event."""
         entry = self._updates.get(uuid)
         if entry is None or entry.task_id != task_id:
-            if uuid in self._acked:
+            if (task_id, uuid) in self._acked:
                 self._counters.duplicate += 1
                 return AckResult.DUPLICATE
             self._counters.unknown += 1
@@ -230,7 +232,7 @@ class AckLedger:
         del self._updates[uuid]
         self._forget_unaccepted(entry)
         self._unacked_tasks.pop(task_id, None)
-        self._acked[uuid] = None
+        self._acked[(task_id, uuid)] = None
         if len(self._acked) > REMEMBERED_ACKS:
             self._acked.popitem(last=False)
         self._counters.acknowledged += 1

@@ -376,6 +376,10 @@ class Session:
                 return self._finish(
                     Status.DRIVER_ABORTED, f"cannot connect to the agent: {event.reason}"
                 )
+            if not self.checkpoint:
+                # Only a SUBSCRIBE refused with 503/404 is retried without
+                # checkpointing; a lost connection ends the executor (§4.3).
+                return self._give_up_without_checkpoint(event.reason)
             return self._retry_later(now)
         if isinstance(event, SubscribeRefused):
             if event.retryable:
@@ -429,16 +433,15 @@ class Session:
 
     def _lost(self, reason: str, now: float) -> list[Action]:
         if not self.checkpoint:
-            message = f"lost the connection to the agent and checkpointing is off: {reason}"
-            return [
-                CloseConnection(),
-                NotifyShutdown(),
-                *self._finish(Status.DRIVER_ABORTED, message),
-            ]
+            return [CloseConnection(), *self._give_up_without_checkpoint(reason)]
         actions: list[Action] = [CloseConnection()]
         if self.ever_subscribed and not self._in_outage:
             actions.append(NotifyDisconnected())
         return actions + self._retry_later(now)
+
+    def _give_up_without_checkpoint(self, reason: str) -> list[Action]:
+        message = f"lost the connection to the agent and checkpointing is off: {reason}"
+        return [NotifyShutdown(), *self._finish(Status.DRIVER_ABORTED, message)]
 
     def _begin_outage(self, now: float) -> list[Action]:
         if self._in_outage:

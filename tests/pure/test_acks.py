@@ -513,3 +513,20 @@ def test_queries() -> None:
         ledger.acknowledged(entry.task_id, entry.uuid)
     assert len(ledger) == 0
     assert not ledger.has_unacknowledged("a")
+
+
+def test_an_ack_repeated_with_another_task_id_is_unknown_not_duplicate() -> None:
+    ledger = ledger_with("a")
+    uuid_ = queue(ledger, "a")
+    assert ledger.acknowledged("a", uuid_) is AckResult.ACKNOWLEDGED
+    assert ledger.acknowledged("b", uuid_) is AckResult.UNKNOWN
+    assert ledger.acknowledged("a", uuid_) is AckResult.DUPLICATE
+    assert (ledger.unknown_acks, ledger.duplicate_acks) == (1, 1)
+
+
+def test_the_ledger_keeps_its_own_copy_of_each_task() -> None:
+    ledger = AckLedger()
+    info = task("a")
+    ledger.task_received(info)
+    info.name = "changed by the caller"
+    assert ledger.subscribe_lists().tasks[0].name != "changed by the caller"

@@ -464,6 +464,22 @@ def test_without_checkpointing_a_lost_stream_shuts_down_at_once() -> None:
     assert session.state is State.ABORTED
 
 
+def test_without_checkpointing_a_failed_reconnect_after_a_503_shuts_down() -> None:
+    # A SUBSCRIBE refused with 503 is retried (the connection was fine), but
+    # a connection that then fails is a disconnection: no retry without
+    # checkpointing (PROTOCOL.md §4.3).
+    session = make_session(checkpoint=False)
+    actions = feed(session, [Start(), Connected(), SubscribeRefused(503, "recovering")])
+    assert len(of_type(actions, OpenConnection)) == 2  # the first, then the retry
+    assert session.state is State.CONNECTING
+    actions = session.handle(ConnectFailed("connection refused"), 1.0)
+    assert NotifyShutdown() in actions
+    assert actions[-1] == Finish(Status.DRIVER_ABORTED, session.error)
+    assert session.error is not None
+    assert "checkpointing is off" in session.error
+    assert session.state is State.ABORTED
+
+
 # --- stop and abort -------------------------------------------------------------------
 
 

@@ -1,0 +1,214 @@
+"""HTTP/1.1 to the agent: one h11 client connection over one trio stream.
+
+The I/O shell's lowest layer. :class:`AgentConnection` sends one request at a
+time on a keep-alive connection and reads the response; for SUBSCRIBE it reads
+the head and then hands out the body as it arrives, so the RecordIO decoder can
+consume an endless stream.
+
+Errors are mapped here and nowhere else (STYLE.md §3.4): transport failures
+(``trio.BrokenResourceError``, ``trio.ClosedResourceError``, ``OSError``, end
+of stream) become :class:`TransportError`; a peer that violates HTTP/1.1
+(h11's ``RemoteProtocolError``) becomes our :class:`~trio_mesos.RemoteProtocolError`.
+On any failure the connection is unusable and must be closed.
+
+Every write follows h11's ``send_failed()`` discipline: if sending raises
+anything (``trio.Cancelled`` included), h11 is told the bytes never went out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import h11
+import trio
+
+from ._errors import RemoteProtocolError, TrioMesosError
+
+__all__ = ["AgentConnection", "Response", "TransportError"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the stream per receive.
+RECEIVE_SIZE: Final = 64 * 1024
+#: Largest non-streaming response body we read (202s are empty; error texts are short).
+MAX_BODY: Final = 1024 * 1024
+#: Largest response head h11 buffers before giving up (h11's own default).
+MAX_HEAD: Final = 64 * 1024
+
+
+class TransportError(TrioMesosError):
+    """The connection to the agent failed or ended (retryable; the connection is dead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A response head, plus the whole body for non-streaming responses."""
+
+    status_code: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def status_line(self) -> str:
+        """``"503 Service Unavailable"``, as the C++ library quotes it."""
+        return f"{self.status_code} {self.reason}".rstrip()
+
+    def describe(self) -> str:
+        """Status line and (truncated) body, for error messages."""
+        text = self.body[:500].decode("utf-8", "replace")
+        return f"'{self.status_line}' ({text})"
+
+
+class AgentConnection:
+    """One keep-alive HTTP/1.1 connection to the agent's executor endpoint.
+
+    Not safe for concurrent use: one request at a time, by one task.
+
+    Args:
+        stream: an open trio stream (TCP, Unix socket, TLS, or in memory).
+        host: the ``Host`` header value.
+        path: the endpoint path (``/slave(1)/api/v1/executor``).
+        headers: extra headers on every request (Content-Type, Accept,
+            Authorization). Their values are never logged.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, host: str, path: str, headers: Iterable[tuple[str, str]]
+    ) -> None:
+        self._stream = stream
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self._host = host
+        self._path = path
+        self._headers = [("Host", host), *headers]
+        self._closed = False
+
+    # -- requests ------------------------------------------------------------
+
+    async def request(self, body: bytes) -> Response:
+        """POST ``body`` and return the complete response.
+
+        Blocks until the whole response has arrived. A checkpoint. If
+        cancelled, the connection is left in an undefined state: close it.
+
+        Raises:
+            TransportError: the connection failed.
+            RemoteProtocolError: the agent's answer is not valid HTTP/1.1.
+        """
+        head = await self.start(body)
+        chunks = []
+        size = 0
+        while True:
+            data = await self.receive_body()
+            if not data:
+                break
+            size += len(data)
+            if size > MAX_BODY:
+                raise RemoteProtocolError(f"response body larger than {MAX_BODY} bytes")
+            chunks.append(data)
+        self._next_cycle()
+        return Response(head.status_code, head.reason, head.headers, b"".join(chunks))
+
+    async def start(self, body: bytes) -> Response:
+        """POST ``body`` and return the response head; read the body with :meth:`receive_body`.
+
+        Raises:
+            TransportError, RemoteProtocolError: as :meth:`request`.
+        """
+        headers = [*self._headers, ("Content-Length", str(len(body)))]
+        await self._send(h11.Request(method="POST", target=self._path, headers=headers))
+        await self._send(h11.Data(data=body))
+        await self._send(h11.EndOfMessage())
+        event = await self._next_event()
+        # h11 folds informational 1xx responses into InformationalResponse events.
+        while isinstance(event, h11.InformationalResponse):
+            event = await self._next_event()
+        if not isinstance(event, h11.Response):
+            raise RemoteProtocolError(f"expected a response head, got {type(event).__name__}")
+        return Response(
+            event.status_code,
+            event.reason.decode("latin-1"),
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers),
+        )
+
+    async def receive_body(self) -> bytes:
+        """The next piece of the response body; ``b""`` once the body is complete.
+
+        Blocks until data arrives. A checkpoint.
+
+        Raises:
+            TransportError: the connection failed or ended mid-body.
+            RemoteProtocolError: the body framing is invalid.
+        """
+        event = await self._next_event()
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        if isinstance(event, h11.EndOfMessage):
+            return b""
+        raise RemoteProtocolError(f"unexpected {type(event).__name__} in a response body")
+
+    def _next_cycle(self) -> None:
+        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
+            self._conn.start_next_cycle()
+        else:
+            self._closed = True  # the agent closes after this response
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may be sent on this connection."""
+        return not self._closed and self._conn.our_state is h11.IDLE
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def _send(self, event: h11.Event) -> None:
+        try:
+            data = self._conn.send(event)
+        except h11.LocalProtocolError as exc:  # pragma: no cover - our own bug
+            raise RuntimeError(f"h11 refused our {type(event).__name__}: {exc}") from exc
+        if not data:
+            return
+        try:
+            await self._stream.send_all(data)
+        except BaseException as exc:
+            self._conn.send_failed()
+            self._closed = True
+            if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
+                raise TransportError(f"sending to the agent failed: {exc!r}") from exc
+            raise
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._closed = True
+                raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._closed = True
+                    raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
+                self._conn.receive_data(bytes(data))
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                self._closed = True
+                raise TransportError("the agent closed the connection")
+            assert not isinstance(event, type(h11.PAUSED)), "pipelining is not used"
+            return event  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close the connection. A checkpoint; never raises transport errors."""
+        self._closed = True
+        await trio.aclose_forcefully(self._stream)
