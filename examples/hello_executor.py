@@ -1,4 +1,4 @@
-"""A complete Mesos executor: runs each task for a second and reports it finished."""
+"""A complete Mesos executor: runs each task for three seconds and reports it finished."""
 
 import trio
 
@@ -13,7 +13,7 @@ class HelloExecutor(trio_mesos.Executor):
     async def run(self, driver, task):
         for state in (mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED):
             driver.send_status_update(mesos_pb2.TaskStatus(task_id=task.task_id, state=state))
-            await trio.sleep(1)
+            await trio.sleep(3)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import uuid as uuid_module
 from collections import deque
@@ -265,8 +267,13 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         heartbeat_interval: float,
         rng: random.Random,
         max_record_size: int,
+        stream_idle_timeout: float | None,
+        kill_process_group_after_grace: bool,
     ) -> None:
         self._executor = executor
+        self._stream_idle_timeout = stream_idle_timeout
+        self._kill_process_group_after_grace = kill_process_group_after_grace
+        self._last_resort: threading.Timer | None = None
         self.config = config
         self._open_stream = open_stream
         self._content_type = content_type
@@ -472,10 +479,11 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
     ) -> None:
         """Run ``async_fn(*args)`` as work of task ``task_id``, in a scope the driver manages.
 
-        KILL of that task, SHUTDOWN and abort cancel the work (before the
-        ``kill_task`` or ``shutdown`` callback runs); so does the end of the
-        driver. The work reports the task's states itself; a ``trio.Cancelled``
-        handler may still send ``TASK_KILLED``, since sending never blocks. If
+        KILL of that task (right after the ``kill_task`` callback returns),
+        SHUTDOWN (before the ``shutdown`` callback runs) and abort cancel the
+        work; so does the end of the driver. The work reports the task's
+        states itself; a ``trio.Cancelled`` handler may still send
+        ``TASK_KILLED``, since sending never blocks. If
         the work raises, the driver ends and the exception leaves
         :func:`open_executor_driver`. Synchronous; not a checkpoint.
 
@@ -630,6 +638,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         elif isinstance(action, s.NotifyDisconnected):
             self._notify(self._executor.disconnected)
         elif isinstance(action, s.NotifyShutdown):
+            self._arm_last_resort()
             for task_id in list(self._task_scopes):
                 self.cancel_task(task_id)
             self._queue.put_nowait(self._run_shutdown_callback)
@@ -648,6 +657,22 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 
     def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
         self._queue.put_nowait(functools.partial(callback, self, *args))
+
+    def _arm_last_resort(self) -> None:
+        # Opt-in, as the C++ libraries do always: SIGKILL our own process group
+        # once the grace period is over, from a thread, so that even a blocked
+        # event loop or a process that lingers after the driver cannot outlive
+        # the grace. Not under MESOS_LOCAL (the C++ libraries' test mode).
+        if not self._kill_process_group_after_grace or self.config.local:
+            return
+        if self._last_resort is not None:
+            return
+        grace = self._grace_period()
+        log.info("the process group will be killed in %g s (end of the shutdown grace)", grace)
+        timer = threading.Timer(grace, os.killpg, args=(0, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+        self._last_resort = timer
 
     def _close_connection(self) -> None:
         self._generation += 1
@@ -839,8 +864,12 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             return
         content_type = _event_content_type(head)
         decoder = RecordIODecoder(self._max_record_size)
+        idle = self._stream_idle_timeout
         while True:
-            data = await conn.receive_body()
+            with trio.move_on_after(math.inf if idle is None else idle) as waited:
+                data = await conn.receive_body()
+            if waited.cancelled_caught:
+                raise TransportError(f"nothing from the agent for {idle:g} s: the stream stalled")
             decoder.receive_data(data)
             while (record := decoder.next_record()) is not NEED_DATA:
                 event = parse_event(record, content_type)
@@ -912,8 +941,12 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             log.warning("skipping an event of unknown type %d from the agent", event.type)
 
     async def _on_kill(self, event: Kill) -> None:
-        self.cancel_task(event.task_id.value)
-        await self._executor.kill_task(self, event.task_id, event.kill_policy)
+        # The callback first, so it can note the KILL's policy before the
+        # task's work sees its cancellation and starts killing.
+        try:
+            await self._executor.kill_task(self, event.task_id, event.kill_policy)
+        finally:
+            self.cancel_task(event.task_id.value)
 
     def _grace_period(self) -> float:
         grace = self.config.shutdown_grace_period
@@ -1130,6 +1163,8 @@ async def open_executor_driver(
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     rng: random.Random | None = None,
     max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+    stream_idle_timeout: float | None = None,
+    kill_process_group_after_grace: bool = False,
 ) -> AsyncIterator[ExecutorDriver]:
     """Run an executor driver for the duration of an ``async with`` block.
 
@@ -1160,6 +1195,16 @@ async def open_executor_driver(
         heartbeat_interval: seconds between HEARTBEAT calls (Mesos: 30 min).
         rng: random source of the reconnect backoff (tests pass a seeded one).
         max_record_size: largest event accepted from the agent, in bytes.
+        stream_idle_timeout: seconds without any byte on the event stream after
+            which it counts as lost (a stalled agent or middlebox). Off by
+            default; the agent sends a HEARTBEAT event every 30 minutes, so a
+            value above that (e.g. ``45 * 60``) only catches dead streams.
+        kill_process_group_after_grace: after SHUTDOWN, SIGKILL this process's
+            whole process group once the shutdown grace period is over, from a
+            timer thread, as Mesos's C++ libraries always do (not under
+            ``MESOS_LOCAL``). A last resort for executors whose tasks or
+            event loop may not end in time; off by default, since it kills
+            whatever shares the process group.
 
     Raises:
         AgentUnavailableError: the agent could not be reached at all, or
@@ -1179,6 +1224,8 @@ async def open_executor_driver(
         heartbeat_interval=heartbeat_interval,
         rng=rng or random.Random(),
         max_record_size=max_record_size,
+        stream_idle_timeout=stream_idle_timeout,
+        kill_process_group_after_grace=kill_process_group_after_grace,
     )
     try:
         async with trio.open_nursery() as nursery:

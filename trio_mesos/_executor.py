@@ -64,8 +64,9 @@ class Executor:
         """KILL: kill the task and report ``TASK_KILLED``.
 
         ``kill_policy`` is the KILL's own policy (which overrides the task's),
-        or None. Work started with ``driver.start_task`` for this task has
-        already been cancelled when this runs.
+        or None. Work started with ``driver.start_task`` for this task is
+        cancelled right after this returns (so this may note the policy for
+        the work's cancellation handler to use).
         """
 
     async def acknowledged(self, driver: ExecutorDriver, task_id: str, uuid: bytes) -> None:
