@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -23,6 +25,9 @@ from trio_mesos.testing import AckPolicy, FakeAgent
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
 from .helpers import Recorder, driver_options, make_task, status
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 RUNNING, FINISHED, KILLED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_KILLED
 
@@ -740,3 +745,46 @@ async def test_the_token_is_sent_and_never_logged(caplog: pytest.LogCaptureFixtu
 async def _maybe_await(value: Any) -> None:
     if hasattr(value, "__await__"):
         await value
+
+
+async def test_the_environment_is_read_and_the_token_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "env-secret-token"
+    async with FakeAgent(token=token) as agent:
+        await agent.listen_tcp()
+        env = agent.executor_environment("/tmp")
+        env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] = token
+        for name in list(os.environ):
+            if name.startswith(("MESOS_", "LIBPROCESS_")):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        executor = Recorder()
+        options = {"open_stream": agent.connect}
+        async with trio_mesos.open_executor_driver(executor, **options) as driver:
+            # As the C++ library: read once, then gone, so tasks never inherit it.
+            assert "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" not in os.environ
+            assert driver.config.executor_id == agent.executor_id
+            await executor.wait_for("registered")
+    headers = {k.lower(): v for k, v in agent.calls[0].headers}
+    assert headers["authorization"] == f"Bearer {token}"
+
+
+def test_the_exception_policy_of_the_context_manager() -> None:
+    from trio_mesos._driver import _raise_group
+
+    class Other(Exception):
+        pass
+
+    one = BaseExceptionGroup("g", [Boom("only")])
+    with pytest.raises(Boom, match="only"):
+        _raise_group(one)
+    nested = BaseExceptionGroup("g", [BaseExceptionGroup("inner", [Boom("deep")])])
+    with pytest.raises(Boom, match="deep"):
+        _raise_group(nested)
+    with pytest.raises(KeyboardInterrupt):
+        _raise_group(BaseExceptionGroup("g", [Boom("x"), KeyboardInterrupt()]))
+    with pytest.raises(trio_mesos.TrioMesosInternalError) as info:
+        _raise_group(BaseExceptionGroup("g", [Boom("a"), Other("b")]))
+    assert isinstance(info.value.__cause__, BaseExceptionGroup)
