@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test lint proto proto-check check-proto-compat clean
+.PHONY: test demo lint proto proto-check check-proto-compat clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.dev-stamp: pyproject.toml | $(PY)
 ## make test: run the whole test suite (what CI runs first)
 test: $(VENV)/.test-stamp
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make demo: the command executor runs sample tasks under the fake agent, live
+demo: $(VENV)/.test-stamp
+	$(PY) -m trio_mesos demo
 
 ## make lint: ruff and mypy --strict on the package
 lint: $(VENV)/.dev-stamp

@@ -22,12 +22,15 @@ from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._errors import TrioMesosError as TrioMesosError
 from ._errors import TrioMesosInternalError as TrioMesosInternalError
 from ._executor import Executor as Executor
+from ._messages import TERMINAL_STATES as TERMINAL_STATES
 from ._messages import ContentType as ContentType
+from ._messages import is_terminal as is_terminal
 from ._status import Status as Status
 from ._version import __version__ as __version__
 
 __all__ = [
     "DEFAULT_STOP_TIMEOUT",
+    "TERMINAL_STATES",
     "AgentUnavailableError",
     "CallRejectedError",
     "ConfigError",
@@ -46,6 +49,7 @@ __all__ = [
     "TrioMesosError",
     "TrioMesosInternalError",
     "__version__",
+    "is_terminal",
     "open_executor_driver",
     "run_executor",
 ]

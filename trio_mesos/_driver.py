@@ -51,7 +51,7 @@ from typing import Any, Final, NoReturn, final
 import trio
 
 from . import _session as s
-from ._acks import AckLedger, AckResult
+from ._acks import AckLedger, AckResult, Delivery
 from ._backoff import Backoff
 from ._config import ExecutorConfig
 from ._errors import (
@@ -310,7 +310,8 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         self._generation = 0
         self._connection_scope: trio.CancelScope | None = None
         self._subscribe_requested = False
-        self._live = False  # subscribed on the current connection
+        self._live = False  # subscribed on the current connection: calls may go out
+        self._stream_up = False  # the event stream (where ACKs arrive) is open
         self._call_generation = 0
         self._next_heartbeat = math.inf
         self._shutdown_done = False
@@ -348,7 +349,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 
         Returns at once (not a checkpoint); :meth:`join` waits for the end.
         The connection stays up meanwhile, so updates and their ACKs still
-        flow. Returns ``DRIVER_STOPPED`` (``DRIVER_ABORTED`` if the driver had
+        flow. While disconnected (an outage, a backoff) nothing can be
+        acknowledged, so the driver stops at once; unacknowledged updates are
+        logged. Returns ``DRIVER_STOPPED`` (``DRIVER_ABORTED`` if the driver had
         been aborted, as the seed does).
         """
         if self._done.is_set():
@@ -412,8 +415,8 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
     def send_framework_message(self, data: bytes) -> Status:
         """Queue a message to the framework (best effort, as in Mesos).
 
-        Synchronous and never blocks. Messages queued while disconnected, or
-        whose send fails when the connection is lost, are dropped (logged).
+        Synchronous and never blocks. Messages made while disconnected, and
+        those still queued when the connection is lost, are dropped (logged).
         Returns ``DRIVER_RUNNING``, or the final status after the end.
         """
         if self._done.is_set():
@@ -583,6 +586,12 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
     def _queue_message(
         self, data: bytes, sent: trio.Event | None, outcome: list[BaseException]
     ) -> None:
+        if not self._live:
+            # As the C++ library: calls other than SUBSCRIBE are only sent while
+            # subscribed; MESSAGE carries no delivery guarantee in Mesos.
+            log.warning("framework message dropped: not subscribed to the agent")
+            self._drop_message(sent, outcome, "not subscribed to the agent")
+            return
         if len(self._messages) >= MESSAGE_QUEUE_SIZE:
             _, old_sent, old_outcome = self._messages.popleft()
             log.warning("framework message queue full: dropped the oldest message")
@@ -679,6 +688,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         if self._connection_scope is not None:
             self._connection_scope.cancel()
             self._connection_scope = None
+        self._stream_up = False
         if self._live:
             self._live = False
             self._call_generation += 1
@@ -717,6 +727,15 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         state = self._session.state
         if state is s.State.STOPPING:
             if not len(self._ledger):
+                self._feed(s.Drained())
+            elif not self._stream_up:
+                # Nothing can be acknowledged without the event stream; waiting
+                # would only delay the stop (the agent keeps what it accepted).
+                log.warning(
+                    "stopping while disconnected from the agent: %d update(s) were not "
+                    "acknowledged",
+                    len(self._ledger),
+                )
                 self._feed(s.Drained())
         elif (
             state is s.State.SHUTTING_DOWN
@@ -837,7 +856,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             except (TransportError, RemoteProtocolError) as exc:
                 if generation == self._generation:
                     log.warning("lost the event stream from the agent: %s", exc)
+                    self._stream_up = False
                     self._feed(s.StreamLost(str(exc)))
+                    self._check_drained()
             finally:
                 with trio.CancelScope(shield=True):
                     await conn.aclose()
@@ -895,6 +916,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             self._session.shutdown_grace = max(0.0, self._grace_period() - SHUTDOWN_MARGIN)
             self._next_heartbeat = trio.current_time() + self._heartbeat_interval
             self._subscribed_once = True
+            self._stream_up = True
             self._feed(s.SubscribedEvent())
             self._established.set()
             self._wake_calls()
@@ -1015,6 +1037,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             return None
 
     async def _send_update(self, uuid: bytes, conn: AgentConnection) -> bool:
+        pending = self._ledger.get(uuid)
+        if pending is None or pending.delivery is not Delivery.QUEUED or not self._live:
+            return True  # acknowledged, or delivered by a SUBSCRIBE, while we connected
         entry = self._ledger.update_sending(uuid)
         call = update_call(self.config.framework_id, self.config.executor_id, entry.status)
         response = await self._post(conn, encode_message(call, self._content_type), "UPDATE")
@@ -1057,11 +1082,13 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         return True
 
     async def _send_heartbeat(self, conn: AgentConnection) -> bool:
-        self._next_heartbeat = trio.current_time() + self._heartbeat_interval
         call = heartbeat_call(self.config.framework_id, self.config.executor_id)
         response = await self._post(conn, encode_message(call, self._content_type), "HEARTBEAT")
-        if response is not None and response.status_code != 202:
+        if response is None:
+            return False  # e.g. the agent closed the idle connection: retry on a new one
+        if response.status_code != 202:
             log.warning("HEARTBEAT answered %s", response.describe())
+        self._next_heartbeat = trio.current_time() + self._heartbeat_interval
         return True
 
 
