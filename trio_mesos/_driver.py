@@ -905,6 +905,10 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         log.debug("event from the agent: %s", type(event).__name__)
         if isinstance(event, Subscribed):
             self._ledger.subscribed(lists)
+            for update in lists.updates:  # delivered by this SUBSCRIBE: as good as a 202
+                waiter = self._waiters.get(update.uuid)
+                if waiter is not None:
+                    waiter.accepted.set()
             self._live = True
             self._subscriptions += 1
             self.executor_info = event.executor_info
@@ -924,6 +928,13 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             log.info("SHUTDOWN from the agent")
             self._subscribed_once = True
             self._feed(s.ShutdownEvent())
+            if not self._live and self._session.state is s.State.SHUTTING_DOWN:
+                # SHUTDOWN instead of SUBSCRIBED: the agent did not process our
+                # lists, but it accepts calls from a terminating executor, so
+                # the tasks' last updates (TASK_KILLED) still go out as UPDATEs.
+                self._live = True
+                self._stream_up = True
+                self._wake_calls()
             self._established.set()
         elif isinstance(event, Launch):
             self._ledger.task_received(event.task)
