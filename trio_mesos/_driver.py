@@ -113,6 +113,10 @@ DEFAULT_HEARTBEAT_INTERVAL: Final = 30 * 60.0
 #: The driver ends this long before the SHUTDOWN grace period runs out, so the
 #: agent never has to kill it (Mesos's command executor keeps a similar margin).
 SHUTDOWN_MARGIN: Final = 1.0
+#: Seconds the agent has to answer a call (SUBSCRIBE: its response head). The
+#: agent answers at once (202 is sent before any processing), so this only
+#: bounds a hung or hostile peer.
+DEFAULT_CALL_TIMEOUT: Final = 30.0
 #: Agent events buffered between the stream reader and the callbacks.
 EVENT_QUEUE_SIZE: Final = 16
 #: Framework messages waiting to be sent; beyond that the oldest are dropped
@@ -269,8 +273,10 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         max_record_size: int,
         stream_idle_timeout: float | None,
         kill_process_group_after_grace: bool,
+        call_timeout: float,
     ) -> None:
         self._executor = executor
+        self._call_timeout = call_timeout
         self._stream_idle_timeout = stream_idle_timeout
         self._kill_process_group_after_grace = kill_process_group_after_grace
         self._last_resort: threading.Timer | None = None
@@ -876,7 +882,10 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             len(lists.tasks),
             len(lists.updates),
         )
-        head = await conn.start(encode_message(call, self._content_type))
+        with trio.move_on_after(self._call_timeout) as waited:
+            head = await conn.start(encode_message(call, self._content_type))
+        if waited.cancelled_caught:
+            raise TransportError(f"no answer to SUBSCRIBE within {self._call_timeout:g} s")
         if head.status_code != 200:
             body = await _read_bounded(conn)
             refused = Response(head.status_code, head.reason, head.headers, body)
@@ -1041,7 +1050,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 
     async def _post(self, conn: AgentConnection, body: bytes, what: str) -> Response | None:
         try:
-            return await conn.request(body)
+            with trio.move_on_after(self._call_timeout):
+                return await conn.request(body)
+            raise TransportError(f"no complete answer within {self._call_timeout:g} s")
         except (TransportError, RemoteProtocolError) as exc:
             log.warning("%s failed: %s", what, exc)
             await conn.aclose()
@@ -1203,6 +1214,7 @@ async def open_executor_driver(
     max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
     stream_idle_timeout: float | None = None,
     kill_process_group_after_grace: bool = False,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> AsyncIterator[ExecutorDriver]:
     """Run an executor driver for the duration of an ``async with`` block.
 
@@ -1237,6 +1249,10 @@ async def open_executor_driver(
             which it counts as lost (a stalled agent or middlebox). Off by
             default; the agent sends a HEARTBEAT event every 30 minutes, so a
             value above that (e.g. ``45 * 60``) only catches dead streams.
+        call_timeout: seconds the agent has to answer a call completely (the
+            head of SUBSCRIBE's response; the whole response of any other
+            call). A call that takes longer counts as a failed connection:
+            SUBSCRIBE follows the recovery rules, other calls are retried.
         kill_process_group_after_grace: after SHUTDOWN, SIGKILL this process's
             whole process group once the shutdown grace period is over, from a
             timer thread, as Mesos's C++ libraries always do (not under
@@ -1264,6 +1280,7 @@ async def open_executor_driver(
         max_record_size=max_record_size,
         stream_idle_timeout=stream_idle_timeout,
         kill_process_group_after_grace=kill_process_group_after_grace,
+        call_timeout=call_timeout,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -788,3 +788,31 @@ def test_the_exception_policy_of_the_context_manager() -> None:
     with pytest.raises(trio_mesos.TrioMesosInternalError) as info:
         _raise_group(BaseExceptionGroup("g", [Boom("a"), Other("b")]))
     assert isinstance(info.value.__cause__, BaseExceptionGroup)
+
+
+async def test_a_call_never_answered_is_retried_after_the_call_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    executor = Recorder()
+    silent_peers: list[trio.abc.Stream] = []
+    dials = 0
+
+    async def dial() -> trio.abc.Stream:
+        nonlocal dials
+        dials += 1
+        if dials == 2:  # the first call connection: accepts bytes, never answers
+            client, server = trio.testing.memory_stream_pair()
+            silent_peers.append(server)
+            return client
+        return await agent.connect()
+
+    async with FakeAgent() as agent:
+        options = driver_options(agent, open_stream=dial, call_timeout=12.0)
+        async with trio_mesos.open_executor_driver(executor, **options) as driver:
+            await agent.launch(make_task("t1"))
+            await executor.wait_for("launch_task")
+            start = trio.current_time()
+            await driver.update(status("t1", RUNNING))
+            assert trio.current_time() - start == pytest.approx(12.0, abs=0.1)
+    assert dials == 3
+    assert [u.state for u in agent.updates("t1")] == [RUNNING]
