@@ -1070,7 +1070,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
                 log.warning("UPDATE answered %s; will retry", response.describe())
             self._ledger.update_failed(uuid)
             return False
-        if response.status_code == 202:
+        if 200 <= response.status_code < 300:
+            if response.status_code != 202:
+                log.warning("UPDATE answered %s instead of 202 Accepted", response.describe())
             self._ledger.update_accepted(uuid)
             self._updates_accepted += 1
             waiter = self._waiters.get(uuid)
@@ -1095,7 +1097,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             return False  # retried while connected; dropped when the connection goes
         if self._messages and self._messages[0][0] is data:
             self._messages.popleft()
-        if response.status_code != 202:
+        if response.status_code >= 300:
             message = f"Received unexpected {response.describe()} for MESSAGE"
             outcome.append(CallRejectedError(message, response.status_code, _text(response)))
             self._notify(self._executor.error, message)
@@ -1117,10 +1119,14 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 def _retryable(response: Response) -> bool:
     # 503: agent still recovering; other 5xx: transient; 404: routes not ready
     # (the C++ library treats 503 and 404 alike); 403 "not subscribed": the
-    # agent restarted and we have not re-subscribed yet.
+    # agent restarted and we have not re-subscribed yet; 1xx/3xx: not an
+    # answer an agent gives (redirects are not followed) -- keep the call and
+    # try again rather than lose it.
     code = response.status_code
     return (
         code >= 500
+        or code < 200
+        or 300 <= code < 400
         or code == 404
         or (code == 403 and b"not subscribed" in response.body)
     )
