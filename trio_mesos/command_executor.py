@@ -155,18 +155,6 @@ EXIT_OK: Final = 0
 EXIT_ABORTED: Final = 1
 EXIT_USAGE: Final = 2
 
-_TERMINAL_STATES: Final = frozenset(
-    {
-        mesos_pb2.TASK_FINISHED,
-        mesos_pb2.TASK_FAILED,
-        mesos_pb2.TASK_KILLED,
-        mesos_pb2.TASK_LOST,
-        mesos_pb2.TASK_ERROR,
-        mesos_pb2.TASK_DROPPED,
-        mesos_pb2.TASK_GONE,
-        mesos_pb2.TASK_GONE_BY_OPERATOR,
-    }
-)
 _UNSAFE_FILE_CHARACTERS: Final = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -204,11 +192,6 @@ def describe_exit(returncode: int) -> str:
     except ValueError:
         name = f"{-returncode}"
     return f"Command terminated by signal {name}"
-
-
-def is_terminal(state: int) -> bool:
-    """Whether a ``TaskState`` is terminal."""
-    return state in _TERMINAL_STATES
 
 
 @dataclasses.dataclass(eq=False)
@@ -467,7 +450,7 @@ class CommandExecutor(trio_mesos.Executor):
         status.task_id.CopyFrom(run.info.task_id)
         if message:
             status.message = message
-        if is_terminal(state):
+        if trio_mesos.is_terminal(state):
             run.terminal_state = state
         log.info(
             "task %s: %s%s",

@@ -40,6 +40,7 @@ from typing import TextIO
 
 import trio
 
+import trio_mesos
 from trio_mesos.testing import ExecutorProcess, FakeAgent, RecordedCall, SentEvent
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
@@ -59,19 +60,6 @@ EXECUTOR_ARGV: tuple[str, ...] = (
 MESSAGE = b"hello, executor"
 SHUTDOWN_GRACE_PERIOD = 5.0
 DEFAULT_TIMEOUT = 25.0
-
-_TERMINAL = frozenset(
-    {
-        mesos_pb2.TASK_FINISHED,
-        mesos_pb2.TASK_FAILED,
-        mesos_pb2.TASK_KILLED,
-        mesos_pb2.TASK_LOST,
-        mesos_pb2.TASK_ERROR,
-        mesos_pb2.TASK_DROPPED,
-        mesos_pb2.TASK_GONE,
-        mesos_pb2.TASK_GONE_BY_OPERATOR,
-    }
-)
 
 
 @dataclasses.dataclass
@@ -210,7 +198,7 @@ class _Board:
         row.states.append(status.state)
         row.message = status.message
         if (
-            status.state in _TERMINAL
+            trio_mesos.is_terminal(status.state)
             and status.source == mesos_pb2.TaskStatus.SOURCE_EXECUTOR
             and row.source_executor_terminal is None
         ):
