@@ -803,6 +803,8 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             if isinstance(item, _End):
                 self._end()
                 return
+            if self._done.is_set():
+                return  # aborted: no callback starts after abort()
             try:
                 await item()
             except trio.Cancelled:

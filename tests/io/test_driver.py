@@ -816,3 +816,24 @@ async def test_a_call_never_answered_is_retried_after_the_call_timeout(
             assert trio.current_time() - start == pytest.approx(12.0, abs=0.1)
     assert dials == 3
     assert [u.state for u in agent.updates("t1")] == [RUNNING]
+
+
+async def test_no_callback_starts_after_abort_even_with_events_queued() -> None:
+    seen: list[str] = []
+    all_sent = trio.Event()
+
+    class AbortOnFirst(trio_mesos.Executor):
+        async def launch_task(self, driver, task):  # type: ignore[no-untyped-def]
+            seen.append(task.task_id.value)  # before any checkpoint
+            if task.task_id.value == "t1":
+                await all_sent.wait()  # t2 and t3 are queued behind us by now
+                driver.abort()
+
+    async with FakeAgent() as agent:
+        async with trio_mesos.open_executor_driver(AbortOnFirst(), **driver_options(agent)) as d:
+            for name in ("t1", "t2", "t3"):
+                await agent.launch(make_task(name))
+            await trio.sleep(0.01)
+            all_sent.set()
+            assert await d.join() == Status.DRIVER_ABORTED
+    assert seen == ["t1"]
