@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test demo lint proto proto-check check-proto-compat clean
+.PHONY: test demo conformance lint proto proto-check check-proto-compat clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(VENV)/.test-stamp
 ## make demo: the command executor runs sample tasks under the fake agent, live
 demo: $(VENV)/.test-stamp
 	$(PY) -m trio_mesos demo
+
+## make conformance: the command executor through a real Mesos 1.11 agent (../shared/realmesos)
+conformance: $(VENV)/.test-stamp
+	bash ../shared/realmesos/setup.sh
+	bash ../shared/realmesos/conformance.sh \
+	    --executor "exec $(abspath $(PY)) -m trio_mesos.command_executor --echo-messages"
 
 ## make lint: ruff and mypy --strict on the package
 lint: $(VENV)/.dev-stamp
