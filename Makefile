@@ -31,6 +31,11 @@ conformance: $(VENV)/.test-stamp
 	bash ../shared/realmesos/conformance.sh \
 	    --executor "exec $(abspath $(PY)) -m trio_mesos.command_executor --echo-messages"
 
+## make bench: throughput, start latency, memory, dispatch vs the h11 ceiling and pymesos
+## (127.0.0.1 only; builds pymesos 0.3.15's venv under ~/.cache/trio_mesos-bench if needed)
+bench: $(VENV)/.test-stamp
+	$(PY) benchmarks/run_bench.py
+
 ## make lint: ruff and mypy --strict on the package
 lint: $(VENV)/.dev-stamp
 	$(PY) -m ruff check trio_mesos tests scripts

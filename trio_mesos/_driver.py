@@ -45,13 +45,13 @@ import uuid as uuid_module
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn, final
 
 import trio
 
 from . import _session as s
-from ._acks import AckLedger, AckResult, Delivery
+from ._acks import AckLedger, AckResult
 from ._backoff import Backoff
 from ._config import ExecutorConfig
 from ._errors import (
@@ -63,7 +63,7 @@ from ._errors import (
     TrioMesosInternalError,
 )
 from ._executor import Executor
-from ._http import AgentConnection, Response, TransportError
+from ._http import AgentConnection, CallPipeline, Response, TransportError
 from ._messages import (
     Acknowledged,
     AgentEvent,
@@ -122,6 +122,38 @@ EVENT_QUEUE_SIZE: Final = 16
 #: Framework messages waiting to be sent; beyond that the oldest are dropped
 #: (MESSAGE is best effort in Mesos too).
 MESSAGE_QUEUE_SIZE: Final = 1024
+#: Calls written on the call connection whose answer has not been read yet
+#: (HTTP/1.1 pipelining, as Mesos's C++ executor library does). Bounds the
+#: memory and the work redone when the connection breaks; per task at most
+#: one UPDATE is among them (the ledger's order rule).
+MAX_CALLS_IN_FLIGHT: Final = 64
+
+_UPDATE: Final = "UPDATE"
+_MESSAGE: Final = "MESSAGE"
+_HEARTBEAT: Final = "HEARTBEAT"
+_QueuedMessage = tuple[bytes, "trio.Event | None", list[BaseException]]
+
+
+@dataclass(slots=True)
+class _Call:
+    """A call written (or about to be) on the call connection."""
+
+    what: str  # _UPDATE, _MESSAGE or _HEARTBEAT
+    body: bytes
+    ref: Any  # UPDATE: the uuid; MESSAGE: the queued message; HEARTBEAT: None
+
+
+@dataclass(slots=True, eq=False)
+class _PipelineState:
+    """One pipeline on one call connection."""
+
+    generation: int
+    in_flight: deque[_Call] = field(default_factory=deque)
+    sent: trio.Event = field(default_factory=trio.Event)
+    resume_at: float = -math.inf
+    heartbeat_in_flight: bool = False
+    failed: bool = False
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
 class CallRejectedError(TrioMesosError):
@@ -1004,72 +1036,179 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------------
 
     async def _run_calls(self) -> None:
+        """The call task: UPDATE, MESSAGE and HEARTBEAT calls, pipelined.
+
+        Waits for work, opens the call connection and runs a pipeline on it
+        (:meth:`_run_pipeline`) until it breaks, goes stale (the event stream
+        was lost) or the agent closes it; then starts over, after a backoff
+        if the connection failed. Calls in flight when a pipeline ends go
+        back to their queues (:meth:`_pipeline_ended`).
+        """
         backoff = Backoff(self.config.subscription_backoff_max, self._rng)
-        conn: AgentConnection | None = None
-        conn_generation = -1
-        try:
-            while True:
-                if conn is not None and (
-                    conn_generation != self._call_generation or not conn.reusable
-                ):
-                    await conn.aclose()
-                    conn = None
-                work = self._next_call()
-                if work is None:
-                    self._calls_wakeup = trio.Event()
-                    with trio.move_on_at(self._next_heartbeat if self._live else math.inf):
-                        await self._calls_wakeup.wait()
-                    continue
-                if conn is None:
-                    conn_generation = self._call_generation
-                    try:
-                        conn = self._connection(await self._open_stream())
-                    except (OSError, trio.BrokenResourceError, TransportError) as exc:
-                        log.warning("cannot open the call connection to the agent: %s", exc)
-                        await trio.sleep(backoff.next_delay())
-                        continue
-                ok = await work(conn)
-                if ok:
-                    backoff.reset()
-                else:
-                    await trio.sleep(backoff.next_delay())
-        finally:
-            if conn is not None:
+        while True:
+            if not self._has_work():
+                self._calls_wakeup = trio.Event()
+                with trio.move_on_at(self._next_heartbeat if self._live else math.inf):
+                    await self._calls_wakeup.wait()
+                continue
+            state = _PipelineState(self._call_generation)
+            try:
+                stream = await self._open_stream()
+            except (OSError, trio.BrokenResourceError, TransportError) as exc:
+                log.warning("cannot open the call connection to the agent: %s", exc)
+                await trio.sleep(backoff.next_delay())
+                continue
+            pipe = CallPipeline(
+                stream, host=self._host, path=self.config.agent_path, headers=self._request_headers
+            )
+            try:
+                await self._run_pipeline(pipe, state, backoff)
+            finally:
+                self._pipeline_ended(state)
                 with trio.CancelScope(shield=True):
-                    await conn.aclose()
+                    await pipe.aclose()
+            if state.failed:
+                await trio.sleep(backoff.next_delay())
 
-    def _next_call(self) -> Callable[[AgentConnection], Awaitable[bool]] | None:
+    def _has_work(self) -> bool:
         if not self._live:
-            return None
-        sendable = self._ledger.sendable()
-        if sendable:
-            return functools.partial(self._send_update, sendable[0].uuid)
-        if self._messages:
-            return self._send_message
-        if trio.current_time() >= self._next_heartbeat:
-            return self._send_heartbeat
-        return None
+            return False
+        return bool(
+            self._messages
+            or trio.current_time() >= self._next_heartbeat
+            or self._ledger.sendable()
+        )
 
-    async def _post(self, conn: AgentConnection, body: bytes, what: str) -> Response | None:
-        try:
-            with trio.move_on_after(self._call_timeout):
-                return await conn.request(body)
-            raise TransportError(f"no complete answer within {self._call_timeout:g} s")
-        except (TransportError, RemoteProtocolError) as exc:
-            log.warning("%s failed: %s", what, exc)
-            await conn.aclose()
-            return None
+    def _next_calls(self, state: _PipelineState, room: int) -> list[_Call]:
+        """Up to ``room`` calls to send now, in order; their updates become SENDING.
 
-    async def _send_update(self, uuid: bytes, conn: AgentConnection) -> bool:
-        pending = self._ledger.get(uuid)
-        if pending is None or pending.delivery is not Delivery.QUEUED or not self._live:
-            return True  # acknowledged, or delivered by a SUBSCRIBE, while we connected
-        entry = self._ledger.update_sending(uuid)
-        call = update_call(self.config.framework_id, self.config.executor_id, entry.status)
-        response = await self._post(conn, encode_message(call, self._content_type), "UPDATE")
-        if response is None or _retryable(response):
-            if response is not None:
-                log.warning("UPDATE answered %s; will retry", response.describe())
+        Updates first, oldest first: per task only the oldest update not yet
+        accepted, and none while one of the task's updates waits for its 202
+        (``AckLedger.sendable``), so a task's updates reach the agent in
+        order. Then framework messages, then a due HEARTBEAT.
+        """
+        if not self._live or room <= 0:
+            return []
+        calls: list[_Call] = []
+        framework_id, executor_id = self.config.framework_id, self.config.executor_id
+        for entry in self._ledger.sendable()[:room]:
+            self._ledger.update_sending(entry.uuid)
+            call = update_call(framework_id, executor_id, entry.status)
+            calls.append(_Call(_UPDATE, encode_message(call, self._content_type), entry.uuid))
+        while self._messages and len(calls) < room:
+            item = self._messages.popleft()
+            call = message_call(framework_id, executor_id, item[0])
+            calls.append(_Call(_MESSAGE, encode_message(call, self._content_type), item))
+        if (
+            len(calls) < room
+            and not state.heartbeat_in_flight
+            and trio.current_time() >= self._next_heartbeat
+        ):
+            state.heartbeat_in_flight = True
+            call = heartbeat_call(framework_id, executor_id)
+            calls.append(_Call(_HEARTBEAT, encode_message(call, self._content_type), None))
+        return calls
+
+    async def _run_pipeline(
+        self, pipe: CallPipeline, state: _PipelineState, backoff: Backoff
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            state.scope = nursery.cancel_scope
+            nursery.start_soon(self._pipeline_reader, pipe, state, backoff)
+            await self._pipeline_writer(pipe, state)
+            nursery.cancel_scope.cancel()
+
+    async def _pipeline_writer(self, pipe: CallPipeline, state: _PipelineState) -> None:
+        """Writes calls ahead while fewer than MAX_CALLS_IN_FLIGHT are unanswered."""
+        while pipe.reusable and state.generation == self._call_generation:
+            now = trio.current_time()
+            calls = []
+            if now >= state.resume_at:
+                calls = self._next_calls(state, MAX_CALLS_IN_FLIGHT - len(state.in_flight))
+            if not calls:
+                if now < state.resume_at:
+                    deadline = state.resume_at  # backoff after a retryable answer (e.g. 503)
+                elif self._live and not state.heartbeat_in_flight:
+                    deadline = self._next_heartbeat
+                else:
+                    deadline = math.inf
+                self._calls_wakeup = trio.Event()
+                with trio.move_on_at(deadline):
+                    await self._calls_wakeup.wait()
+                continue
+            state.in_flight.extend(calls)
+            state.sent.set()
+            try:
+                await pipe.send([c.body for c in calls])
+            except TransportError as exc:
+                log.warning("%s failed: %s", calls[0].what, exc)
+                state.failed = True
+                return
+
+    async def _pipeline_reader(
+        self, pipe: CallPipeline, state: _PipelineState, backoff: Backoff
+    ) -> None:
+        """Reads the answers in order and applies them; each call has call_timeout."""
+        while True:
+            while not state.in_flight:
+                state.sent = trio.Event()
+                await state.sent.wait()
+            call = state.in_flight[0]
+            response: Response | None = None
+            try:
+                with trio.move_on_after(self._call_timeout):
+                    response = await pipe.receive()
+                if response is None:
+                    raise TransportError(f"no complete answer within {self._call_timeout:g} s")
+            except (TransportError, RemoteProtocolError) as exc:
+                log.warning("%s failed: %s", call.what, exc)
+                state.failed = True
+                state.scope.cancel()
+                return
+            state.in_flight.popleft()
+            if self._call_answered(call, response, state):
+                backoff.reset()
+            else:
+                state.resume_at = trio.current_time() + backoff.next_delay()
+            self._wake_calls()
+            if not pipe.reusable:
+                # The agent closes after this answer: what is still in flight
+                # goes back to its queue and out on a new connection.
+                state.scope.cancel()
+                return
+
+    def _pipeline_ended(self, state: _PipelineState) -> None:
+        """Unanswered calls go back: updates to QUEUED (the ledger keeps their
+        order), messages to the front of their queue (dropped if the event
+        stream was lost meanwhile, as queued ones are)."""
+        messages = []
+        for call in state.in_flight:
+            if call.what is _UPDATE:
+                self._ledger.update_failed(call.ref)
+            elif call.what is _MESSAGE:
+                messages.append(call.ref)
+        state.in_flight.clear()
+        if state.generation == self._call_generation and self._live:
+            self._messages.extendleft(reversed(messages))
+        else:
+            for _, sent, outcome in messages:
+                self._drop_message(sent, outcome, "the connection to the agent was lost")
+
+    def _call_answered(self, call: _Call, response: Response, state: _PipelineState) -> bool:
+        """Apply an answer; False if the call must be retried after a backoff."""
+        if call.what is _UPDATE:
+            return self._update_answered(call.ref, response)
+        if call.what is _MESSAGE:
+            return self._message_answered(call.ref, response, state)
+        state.heartbeat_in_flight = False
+        if response.status_code != 202:
+            log.warning("HEARTBEAT answered %s", response.describe())
+        self._next_heartbeat = trio.current_time() + self._heartbeat_interval
+        return True
+
+    def _update_answered(self, uuid: bytes, response: Response) -> bool:
+        if _retryable(response):
+            log.warning("UPDATE answered %s; will retry", response.describe())
             self._ledger.update_failed(uuid)
             return False
         if 200 <= response.status_code < 300:
@@ -1081,9 +1220,13 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             if waiter is not None:
                 waiter.accepted.set()
             return True
+        entry = self._ledger.update_rejected(uuid)
         message = f"Received unexpected {response.describe()} for UPDATE"
-        log.error("%s; the update of task %s is dropped", message, entry.task_id)
-        self._ledger.update_rejected(uuid)
+        log.error(
+            "%s; the update of task %s is dropped",
+            message,
+            entry.task_id if entry is not None else "?",
+        )
         waiter = self._waiters.pop(uuid, None)
         if waiter is not None:
             waiter.fail(CallRejectedError(message, response.status_code, _text(response)))
@@ -1091,30 +1234,23 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         self._check_drained()
         return True
 
-    async def _send_message(self, conn: AgentConnection) -> bool:
-        data, sent, outcome = self._messages[0]
-        call = message_call(self.config.framework_id, self.config.executor_id, data)
-        response = await self._post(conn, encode_message(call, self._content_type), "MESSAGE")
-        if response is None or _retryable(response):
-            return False  # retried while connected; dropped when the connection goes
-        if self._messages and self._messages[0][0] is data:
-            self._messages.popleft()
+    def _message_answered(
+        self, item: _QueuedMessage, response: Response, state: _PipelineState
+    ) -> bool:
+        _, sent, outcome = item
+        if _retryable(response):
+            # retried while connected; dropped when the connection goes
+            if state.generation == self._call_generation and self._live:
+                self._messages.appendleft(item)
+            else:
+                self._drop_message(sent, outcome, "the connection to the agent was lost")
+            return False
         if response.status_code >= 300:
             message = f"Received unexpected {response.describe()} for MESSAGE"
             outcome.append(CallRejectedError(message, response.status_code, _text(response)))
             self._notify(self._executor.error, message)
         if sent is not None:
             sent.set()
-        return True
-
-    async def _send_heartbeat(self, conn: AgentConnection) -> bool:
-        call = heartbeat_call(self.config.framework_id, self.config.executor_id)
-        response = await self._post(conn, encode_message(call, self._content_type), "HEARTBEAT")
-        if response is None:
-            return False  # e.g. the agent closed the idle connection: retry on a new one
-        if response.status_code != 202:
-            log.warning("HEARTBEAT answered %s", response.describe())
-        self._next_heartbeat = trio.current_time() + self._heartbeat_interval
         return True
 
 

@@ -5,6 +5,13 @@ time on a keep-alive connection and reads the response; for SUBSCRIBE it reads
 the head and then hands out the body as it arrives, so the RecordIO decoder can
 consume an endless stream.
 
+:class:`CallPipeline` pipelines requests on one keep-alive connection (the
+driver's call connection): h11's client cannot send request N+1 before
+response N is complete, so every request gets its own ``h11.Connection``,
+which serializes it and then parses its response; responses are parsed in
+order and the bytes past the end of response N (``trailing_data``) move on
+to the parser of response N+1.
+
 Errors are mapped here and nowhere else (STYLE.md §3.4): transport failures
 (``trio.BrokenResourceError``, ``trio.ClosedResourceError``, ``OSError``, end
 of stream) become :class:`TransportError`; a peer that violates HTTP/1.1
@@ -18,7 +25,8 @@ anything (``trio.Cancelled`` included), h11 is told the bytes never went out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,7 +35,7 @@ import trio
 
 from ._errors import RemoteProtocolError, TrioMesosError
 
-__all__ = ["AgentConnection", "Response", "TransportError"]
+__all__ = ["AgentConnection", "CallPipeline", "Response", "TransportError"]
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +214,156 @@ class AgentConnection:
                 self._closed = True
                 raise TransportError("the agent closed the connection")
             assert not isinstance(event, type(h11.PAUSED)), "pipelining is not used"
+            return event  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        """Close the connection. A checkpoint; never raises transport errors."""
+        self._closed = True
+        await trio.aclose_forcefully(self._stream)
+
+
+class CallPipeline:
+    """Pipelined POSTs on one keep-alive HTTP/1.1 connection; responses in order.
+
+    One task may :meth:`send` while another :meth:`receive` (each method
+    used by one task at a time). Any failure leaves the connection unusable
+    (:attr:`reusable` is False): close it; requests whose response was not
+    received must be assumed lost.
+
+    Args:
+        stream, host, path, headers: as :class:`AgentConnection`.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, host: str, path: str, headers: Iterable[tuple[str, str]]
+    ) -> None:
+        self._stream = stream
+        self._path = path
+        self._headers = [("Host", host), *headers]
+        # One parser per request whose response is not complete, in order.
+        self._pending: deque[h11.Connection] = deque()
+        self._buffer = b""  # received bytes not yet given to a parser
+        self._eof = False
+        self._closed = False
+
+    @property
+    def reusable(self) -> bool:
+        """Whether more requests may be sent on this connection."""
+        return not self._closed
+
+    def __len__(self) -> int:
+        """Requests sent whose response is not complete yet."""
+        return len(self._pending)
+
+    async def send(self, bodies: Sequence[bytes]) -> None:
+        """POST each body, in order, in one write. A checkpoint.
+
+        The requests count as sent (their responses are awaited by
+        :meth:`receive`) as soon as this is called; if it raises (cancellation
+        included), the connection is unusable.
+
+        Raises:
+            TransportError: the connection failed.
+        """
+        if self._closed:
+            raise TransportError("the call connection is closed")
+        chunks = []
+        for body in bodies:
+            parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+            headers = [*self._headers, ("Content-Length", str(len(body)))]
+            try:
+                chunks.append(
+                    parser.send(h11.Request(method="POST", target=self._path, headers=headers))
+                )
+                chunks.append(parser.send(h11.Data(data=body)))
+                chunks.append(parser.send(h11.EndOfMessage()))
+            except h11.LocalProtocolError as exc:  # pragma: no cover - our own bug
+                raise RuntimeError(f"h11 refused our request: {exc}") from exc
+            self._pending.append(parser)
+        try:
+            await self._stream.send_all(b"".join(chunks))
+        except BaseException as exc:
+            # send_failed() discipline: the bytes may be partly out; nothing
+            # more can be sent on this connection.
+            self._closed = True
+            for parser in self._pending:
+                if parser.our_state is not h11.ERROR:
+                    parser.send_failed()
+            if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
+                raise TransportError(f"sending to the agent failed: {exc!r}") from exc
+            raise
+
+    async def receive(self) -> Response:
+        """The complete response to the oldest request sent and not answered yet.
+
+        A checkpoint. If cancelled, the connection is unusable: close it.
+
+        Raises:
+            TransportError: the connection failed or ended.
+            RemoteProtocolError: the agent's answer is not valid HTTP/1.1.
+        """
+        if not self._pending:  # pragma: no cover - caller's bug
+            raise RuntimeError("no request is waiting for a response")
+        parser = self._pending[0]
+        if self._buffer:
+            parser.receive_data(self._buffer)
+            self._buffer = b""
+        if self._eof:
+            parser.receive_data(b"")
+        try:
+            event = await self._next_event(parser)
+            # h11 folds informational 1xx responses into InformationalResponse events.
+            while isinstance(event, h11.InformationalResponse):
+                event = await self._next_event(parser)
+            if not isinstance(event, h11.Response):
+                raise RemoteProtocolError(f"expected a response head, got {type(event).__name__}")
+            chunks = []
+            size = 0
+            while True:
+                part = await self._next_event(parser)
+                if isinstance(part, h11.EndOfMessage):
+                    break
+                if not isinstance(part, h11.Data):
+                    raise RemoteProtocolError(
+                        f"unexpected {type(part).__name__} in a response body"
+                    )
+                size += len(part.data)
+                if size > MAX_BODY:
+                    raise RemoteProtocolError(f"response body larger than {MAX_BODY} bytes")
+                chunks.append(bytes(part.data))
+        except BaseException:
+            self._closed = True
+            raise
+        self._pending.popleft()
+        trailing, closed = parser.trailing_data
+        self._buffer = bytes(trailing)
+        self._eof = self._eof or closed
+        if parser.their_state is not h11.DONE:
+            self._closed = True  # the agent closes after this response
+        return Response(
+            event.status_code,
+            event.reason.decode("latin-1"),
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers),
+            b"".join(chunks),
+        )
+
+    async def _next_event(self, parser: h11.Connection) -> h11.Event:
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
+                if not data:
+                    self._eof = True
+                parser.receive_data(bytes(data))
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                raise TransportError("the agent closed the connection")
             return event  # type: ignore[return-value]
 
     async def aclose(self) -> None:
