@@ -41,7 +41,6 @@ import signal
 import sys
 import threading
 import time
-import uuid as uuid_module
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -602,7 +601,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             status,
             executor_id=self.config.executor_id,
             agent_id=self._agent_id,
-            uuid=uuid_module.uuid4().bytes,
+            uuid=_uuid4(),
             now=time.time(),
         )
         task_id = prepared.task_id.value
@@ -1252,6 +1251,15 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         if sent is not None:
             sent.set()
         return True
+
+
+def _uuid4() -> bytes:
+    """16 random bytes with the RFC 4122 version 4 and variant bits (uuid.uuid4().bytes,
+    without importing uuid on the start path)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return bytes(raw)
 
 
 def _retryable(response: Response) -> bool:

@@ -222,6 +222,10 @@ class AgentConnection:
         await trio.aclose_forcefully(self._stream)
 
 
+#: Request heads kept per CallPipeline, by body length (see CallPipeline._request).
+_REQUEST_CACHE_SIZE: Final = 64
+
+
 class CallPipeline:
     """Pipelined POSTs on one keep-alive HTTP/1.1 connection; responses in order.
 
@@ -242,6 +246,7 @@ class CallPipeline:
         self._headers = [("Host", host), *headers]
         # One parser per request whose response is not complete, in order.
         self._pending: deque[h11.Connection] = deque()
+        self._requests: dict[int, h11.Request] = {}  # by Content-Length
         self._buffer = b""  # received bytes not yet given to a parser
         self._eof = False
         self._closed = False
@@ -250,6 +255,19 @@ class CallPipeline:
     def reusable(self) -> bool:
         """Whether more requests may be sent on this connection."""
         return not self._closed
+
+    def _request(self, length: int) -> h11.Request:
+        # h11 validates and normalizes headers when a Request is built (a
+        # tenth of the call path in the profile); requests differ only by
+        # Content-Length and UPDATE bodies mostly share one, so keep a few.
+        request = self._requests.get(length)
+        if request is None:
+            if len(self._requests) >= _REQUEST_CACHE_SIZE:
+                self._requests.clear()
+            headers = [*self._headers, ("Content-Length", str(length))]
+            request = h11.Request(method="POST", target=self._path, headers=headers)
+            self._requests[length] = request
+        return request
 
     def __len__(self) -> int:
         """Requests sent whose response is not complete yet."""
@@ -270,11 +288,8 @@ class CallPipeline:
         chunks = []
         for body in bodies:
             parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-            headers = [*self._headers, ("Content-Length", str(len(body)))]
             try:
-                chunks.append(
-                    parser.send(h11.Request(method="POST", target=self._path, headers=headers))
-                )
+                chunks.append(parser.send(self._request(len(body))))
                 chunks.append(parser.send(h11.Data(data=body)))
                 chunks.append(parser.send(h11.EndOfMessage()))
             except h11.LocalProtocolError as exc:  # pragma: no cover - our own bug

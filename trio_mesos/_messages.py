@@ -25,10 +25,7 @@ fresh uuid bytes. Protobuf decode failures are turned into
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -131,7 +128,10 @@ def encode_message(message: _ProtoMessage, content_type: ContentType) -> bytes:
             raise LocalProtocolError(f"cannot encode {_name(message)}: {exc}") from None
     if not message.IsInitialized():
         raise LocalProtocolError(f"cannot encode {_name(message)}: missing {_missing(message)}")
-    from google.protobuf import json_format  # lazily: the JSON path is the rare one
+    # Imported here: the JSON path is the rare one, and these cost start-up time.
+    import json
+
+    from google.protobuf import json_format
 
     document = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return json.dumps(document, separators=(",", ":")).encode()
@@ -155,6 +155,8 @@ def decode_message(data: bytes, content_type: ContentType, message_type: type[M]
             raise RemoteProtocolError(f"undecodable protobuf {_name(message)}: {exc}") from None
         _check_strings(message)
     else:
+        import json
+
         from google.protobuf import json_format
 
         try:
@@ -210,6 +212,9 @@ def _check_base64(document: object, descriptor: Any) -> None:
 
     (json_format's decoding silently drops characters outside the alphabet.)
     """
+    import base64
+    import binascii
+
     if not isinstance(document, dict):
         return
     for field in descriptor.fields:
