@@ -14,9 +14,10 @@ which run:
   the RecordIO event stream, records what the ledger must know at once
   (tasks received, acknowledgements) and queues callbacks. Each attempt has a
   generation number; reports from a stale attempt are ignored;
-* the **update** task: sends UPDATE and MESSAGE (and HEARTBEAT) calls on a
-  second, keep-alive connection, while subscribed, one at a time, oldest
-  first, each UPDATE until its 202;
+* the **call** task: sends UPDATE and MESSAGE (and HEARTBEAT) calls on a
+  second, keep-alive connection, while subscribed, pipelined (up to
+  ``MAX_CALLS_IN_FLIGHT`` unanswered; per task one UPDATE at a time, oldest
+  first), each UPDATE until its 202;
 * the **dispatcher**: awaits the executor's callbacks one at a time, in the
   order the agent sent the events, fed by a small bounded queue (a slow
   callback stops the reading of the stream instead of growing memory);
@@ -220,6 +221,18 @@ class _Waiter:
         self.acknowledged.set()
 
 
+class _DriverFailure(BaseExceptionGroup):  # type: ignore[misc]  # Any on 3.10 (backport)
+    """What the driver's own tasks raised (callbacks, task work, bugs), as one group.
+
+    Lets :func:`_raise_group` tell these apart from a group the caller's block
+    raised itself, which is passed on as it is.
+    """
+
+    def derive(self, excs: Any) -> _DriverFailure:
+        # trio splits groups (to drop Cancelled); keep the marker type.
+        return _DriverFailure(self.message, excs)
+
+
 class _End:
     """Dispatcher queue sentinel: the session finished."""
 
@@ -279,16 +292,15 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 
     Final status:
 
-    ==========================================  ==================================
-    how the driver ended                        ``join()`` returns
-    ==========================================  ==================================
-    ``stop()``, leaving the block, SHUTDOWN     ``DRIVER_STOPPED``
-    ``abort()``, cancellation                  ``DRIVER_ABORTED``
-    agent lost (recovery rules), SUBSCRIBE      ``DRIVER_ABORTED``, :attr:`error` set
-    refused
-    a callback or task work raised             ``DRIVER_ABORTED`` (the exception
-                                                leaves ``open_executor_driver``)
-    ==========================================  ==================================
+    ==============================================  ========================================
+    how the driver ended                            ``join()`` returns
+    ==============================================  ========================================
+    ``stop()``, leaving the block, SHUTDOWN         ``DRIVER_STOPPED``
+    ``abort()``, cancellation                       ``DRIVER_ABORTED``
+    agent lost (recovery rules), SUBSCRIBE refused  ``DRIVER_ABORTED``, :attr:`error` set
+    a callback or task work raised                  ``DRIVER_ABORTED`` (the exception leaves
+                                                    ``open_executor_driver``)
+    ==============================================  ========================================
     """
 
     def __init__(
@@ -402,13 +414,21 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
 
         Synchronous and not a checkpoint: the driver's tasks (and task work)
         see the cancellation at their next checkpoint. Pending updates are not
-        waited for (with checkpointing they are the agent's to recover).
-        Returns ``DRIVER_ABORTED`` (``DRIVER_STOPPED`` if already stopped).
+        waited for: those the agent already accepted (202) it keeps and
+        forwards; the others are not sent. Also ends a driver that is
+        finishing (a stop's last callbacks still running). Returns
+        ``DRIVER_ABORTED`` (``DRIVER_STOPPED`` if already stopped).
         """
         if self._done.is_set():
             return self._status
         self._aborting = True
-        self._feed(s.AbortRequested())
+        if self._session.state.final:
+            # The session is over but queued callbacks still run before the
+            # end: end now instead.
+            self._finish = s.Finish(Status.DRIVER_ABORTED, None)
+            self._end()
+        else:
+            self._feed(s.AbortRequested())
         return Status.DRIVER_ABORTED
 
     async def join(self) -> Status:
@@ -791,6 +811,13 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
     # ------------------------------------------------------------------
 
     async def _run(self, *, task_status: trio.TaskStatus[ExecutorDriver]) -> None:
+        try:
+            await self._run_tasks(task_status)
+        except BaseExceptionGroup as group:
+            failure = _DriverFailure("errors in the executor driver's tasks", group.exceptions)
+            raise failure from None
+
+    async def _run_tasks(self, task_status: trio.TaskStatus[ExecutorDriver]) -> None:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -1315,31 +1342,32 @@ def _raise_group(group: BaseExceptionGroup[BaseException]) -> NoReturn:
 
     Policy (STYLE.md §3.3, after trio's raise_single_exception_from_group):
     KeyboardInterrupt or SystemExit anywhere in the group: re-raise that type
-    from the group. Exactly one exception other than Cancelled: re-raise it as
-    itself, context preserved. Only Cancelled: re-raise one of them. Anything
-    else is a bug in trio_mesos: TrioMesosInternalError from the group.
+    from the group. Exactly one exception other than Cancelled -- what the
+    block raised (a group it raised counts as one and is passed on as it is),
+    or one exception of the driver's tasks -- re-raise it as itself, context
+    preserved. Only Cancelled: re-raise one of them. Several at once:
+    TrioMesosInternalError from the group.
     """
-    leaves: list[BaseException] = []
 
-    def walk(exc: BaseException) -> None:
+    def leaves(exc: BaseException) -> list[BaseException]:
         if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
+            return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+        return [exc]
 
-    walk(group)
     for kind in (KeyboardInterrupt, SystemExit):
-        for leaf in leaves:
+        for leaf in leaves(group):
             if isinstance(leaf, kind):
                 raise kind(*leaf.args) from group
-    others = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    candidates: list[BaseException] = []
+    for child in group.exceptions:
+        candidates += leaves(child) if isinstance(child, _DriverFailure) else [child]
+    others = [exc for exc in candidates if not isinstance(exc, trio.Cancelled)]
     if len(others) == 1:
         _raise_saving_context(others[0])
-    if not others and leaves:
-        _raise_saving_context(leaves[0])
+    if not others and candidates:
+        _raise_saving_context(candidates[0])
     raise TrioMesosInternalError(
-        "several errors inside the executor driver; see __cause__"
+        "several errors at once inside the executor driver; see __cause__"
     ) from group
 
 

@@ -772,7 +772,7 @@ async def test_the_environment_is_read_and_the_token_removed(
 
 
 def test_the_exception_policy_of_the_context_manager() -> None:
-    from trio_mesos._driver import _raise_group
+    from trio_mesos._driver import _DriverFailure, _raise_group
 
     class Other(Exception):
         pass
@@ -780,14 +780,55 @@ def test_the_exception_policy_of_the_context_manager() -> None:
     one = BaseExceptionGroup("g", [Boom("only")])
     with pytest.raises(Boom, match="only"):
         _raise_group(one)
-    nested = BaseExceptionGroup("g", [BaseExceptionGroup("inner", [Boom("deep")])])
+    # what the driver's tasks raised is unwrapped, with the block's Cancelled ignored
+    ours = BaseExceptionGroup(
+        "g", [_DriverFailure("tasks", [Boom("deep")]), trio.Cancelled._create()]
+    )
     with pytest.raises(Boom, match="deep"):
-        _raise_group(nested)
+        _raise_group(ours)
+    # a group the block raised itself is passed on as it is
+    theirs = BaseExceptionGroup("inner", [Boom("a"), Other("b")])
+    with pytest.raises(BaseExceptionGroup) as group_info:
+        _raise_group(BaseExceptionGroup("g", [theirs]))
+    assert group_info.value is theirs
     with pytest.raises(KeyboardInterrupt):
         _raise_group(BaseExceptionGroup("g", [Boom("x"), KeyboardInterrupt()]))
+    with pytest.raises(KeyboardInterrupt):
+        _raise_group(BaseExceptionGroup("g", [_DriverFailure("t", [KeyboardInterrupt()])]))
     with pytest.raises(trio_mesos.TrioMesosInternalError) as info:
-        _raise_group(BaseExceptionGroup("g", [Boom("a"), Other("b")]))
+        _raise_group(BaseExceptionGroup("g", [Boom("a"), _DriverFailure("t", [Other("b")])]))
     assert isinstance(info.value.__cause__, BaseExceptionGroup)
+
+
+async def test_a_group_raised_by_the_block_comes_out_unchanged() -> None:
+    async with FakeAgent() as agent:
+        with pytest.raises(BaseExceptionGroup) as info:
+            async with trio_mesos.open_executor_driver(Recorder(), **driver_options(agent)):
+                raise BaseExceptionGroup("mine", [Boom("one")])
+    assert info.value.message == "mine"
+    assert [type(e) for e in info.value.exceptions] == [Boom]
+
+
+async def test_abort_while_the_driver_finishes_ends_it_at_once() -> None:
+    release = trio.Event()
+
+    class Slow(trio_mesos.Executor):
+        async def acknowledged(self, driver, task_id, uuid):  # type: ignore[no-untyped-def]
+            await release.wait()  # a callback that does not return by itself
+
+    async with FakeAgent() as agent:
+        async with trio_mesos.open_executor_driver(Slow(), **driver_options(agent)) as driver:
+            await agent.launch(make_task("t1"))
+            await agent.wait_event(executor_pb2.Event.LAUNCH)
+            await trio.sleep(0.01)
+            uuid = await driver.update(status("t1", FINISHED))
+            await agent.wait_event(executor_pb2.Event.ACKNOWLEDGED)
+            await trio.sleep(0.01)
+            driver.stop()  # nothing pending: the session is over; the callback still runs
+            assert driver.statistics().state == "stopped"
+            assert driver.abort() == Status.DRIVER_ABORTED
+            assert await driver.join() == Status.DRIVER_ABORTED
+    assert uuid
 
 
 async def test_a_call_never_answered_is_retried_after_the_call_timeout(
