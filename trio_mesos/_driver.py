@@ -721,6 +721,18 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         else:  # pragma: no cover
             raise TrioMesosInternalError(f"unknown session action {action!r}")
 
+    def _redact(self, text: str) -> str:
+        """``text`` from the agent without our token (a proxy may echo our headers)."""
+        token = self.config.authentication_token
+        return text.replace(token, "<redacted>") if token else text
+
+    def _body(self, response: Response) -> str:
+        return self._redact(_text(response))
+
+    def _describe(self, response: Response) -> str:
+        """Status line and body, redacted before it is shortened (no partial token)."""
+        return f"'{response.status_line}' ({self._body(response)[:500]})"
+
     def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
         self._queue.put_nowait(functools.partial(callback, self, *args))
 
@@ -950,21 +962,32 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             body = await _read_bounded(conn)
             refused = Response(head.status_code, head.reason, head.headers, body)
             if generation == self._generation:
-                self._feed(s.SubscribeRefused(head.status_code, refused.describe()))
+                self._feed(s.SubscribeRefused(head.status_code, self._describe(refused)))
             return
         content_type = _event_content_type(head)
         decoder = RecordIODecoder(self._max_record_size)
-        idle = self._stream_idle_timeout
+        idle = math.inf if self._stream_idle_timeout is None else self._stream_idle_timeout
+        # The first event (SUBSCRIBED, or SHUTDOWN) is part of the answer to
+        # SUBSCRIBE: it must arrive within call_timeout too.
+        first_by: float | None = trio.current_time() + self._call_timeout
         while True:
-            with trio.move_on_after(math.inf if idle is None else idle) as waited:
+            deadline = trio.current_time() + idle
+            if first_by is not None:
+                deadline = min(deadline, first_by)
+            with trio.move_on_at(deadline) as waited:
                 data = await conn.receive_body()
             if waited.cancelled_caught:
+                if first_by is not None and trio.current_time() >= first_by:
+                    raise TransportError(
+                        f"no SUBSCRIBED within {self._call_timeout:g} s of the SUBSCRIBE"
+                    )
                 raise TransportError(f"nothing from the agent for {idle:g} s: the stream stalled")
             decoder.receive_data(data)
             while (record := decoder.next_record()) is not NEED_DATA:
                 event = parse_event(record, content_type)
                 if generation != self._generation:
                     return
+                first_by = None
                 await self._on_event(event, lists)
             if not data:
                 raise TransportError("the agent ended the event stream")
@@ -1177,8 +1200,9 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         """Reads the answers in order and applies them; each call has call_timeout."""
         while True:
             while not state.in_flight:
-                state.sent = trio.Event()
-                await state.sent.wait()
+                if not await self._wait_for_calls(pipe, state):
+                    state.scope.cancel()
+                    return
             call = state.in_flight[0]
             response: Response | None = None
             try:
@@ -1202,6 +1226,36 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
                 # goes back to its queue and out on a new connection.
                 state.scope.cancel()
                 return
+
+    async def _wait_for_calls(self, pipe: CallPipeline, state: _PipelineState) -> bool:
+        """Wait until a call is in flight, watching the idle connection meanwhile.
+
+        False when the connection ended (the agent may close an idle one) or
+        sent an answer to a request never sent.
+        """
+        state.sent = trio.Event()
+        ended: list[BaseException] = []
+        async with trio.open_nursery() as nursery:
+
+            async def until_sent() -> None:
+                await state.sent.wait()
+                nursery.cancel_scope.cancel()
+
+            async def watch_idle() -> None:
+                try:
+                    await pipe.receive_while_idle()
+                except (TransportError, RemoteProtocolError) as exc:
+                    ended.append(exc)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_sent)
+            nursery.start_soon(watch_idle)
+        if ended:
+            if isinstance(ended[0], RemoteProtocolError):
+                log.warning("call connection: %s", ended[0])
+                state.failed = True
+            return False
+        return True
 
     def _pipeline_ended(self, state: _PipelineState) -> None:
         """Unanswered calls go back: updates to QUEUED (the ledger keeps their
@@ -1228,18 +1282,18 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             return self._message_answered(call.ref, response, state)
         state.heartbeat_in_flight = False
         if response.status_code != 202:
-            log.warning("HEARTBEAT answered %s", response.describe())
+            log.warning("HEARTBEAT answered %s", self._describe(response))
         self._next_heartbeat = trio.current_time() + self._heartbeat_interval
         return True
 
     def _update_answered(self, uuid: bytes, response: Response) -> bool:
         if _retryable(response):
-            log.warning("UPDATE answered %s; will retry", response.describe())
+            log.warning("UPDATE answered %s; will retry", self._describe(response))
             self._ledger.update_failed(uuid)
             return False
         if 200 <= response.status_code < 300:
             if response.status_code != 202:
-                log.warning("UPDATE answered %s instead of 202 Accepted", response.describe())
+                log.warning("UPDATE answered %s instead of 202 Accepted", self._describe(response))
             self._ledger.update_accepted(uuid)
             self._updates_accepted += 1
             waiter = self._waiters.get(uuid)
@@ -1247,7 +1301,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
                 waiter.accepted.set()
             return True
         entry = self._ledger.update_rejected(uuid)
-        message = f"Received unexpected {response.describe()} for UPDATE"
+        message = f"Received unexpected {self._describe(response)} for UPDATE"
         log.error(
             "%s; the update of task %s is dropped",
             message,
@@ -1255,7 +1309,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         )
         waiter = self._waiters.pop(uuid, None)
         if waiter is not None:
-            waiter.fail(CallRejectedError(message, response.status_code, _text(response)))
+            waiter.fail(CallRejectedError(message, response.status_code, self._body(response)))
         self._notify(self._executor.error, message)
         self._check_drained()
         return True
@@ -1272,8 +1326,8 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
                 self._drop_message(sent, outcome, "the connection to the agent was lost")
             return False
         if response.status_code >= 300:
-            message = f"Received unexpected {response.describe()} for MESSAGE"
-            outcome.append(CallRejectedError(message, response.status_code, _text(response)))
+            message = f"Received unexpected {self._describe(response)} for MESSAGE"
+            outcome.append(CallRejectedError(message, response.status_code, self._body(response)))
             self._notify(self._executor.error, message)
         if sent is not None:
             sent.set()

@@ -308,6 +308,31 @@ class CallPipeline:
                 raise TransportError(f"sending to the agent failed: {exc!r}") from exc
             raise
 
+    async def receive_while_idle(self) -> None:
+        """Wait for bytes while no request is pending. A checkpoint; cancel it freely.
+
+        Returns once bytes arrived for a request sent meanwhile (they are kept
+        for :meth:`receive`).
+
+        Raises:
+            RemoteProtocolError: bytes arrived with no request pending: an
+                answer to a request never sent (the connection is unusable).
+            TransportError: the agent closed the (idle) connection.
+        """
+        try:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._closed = True
+            raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
+        if not data:
+            self._closed = True
+            self._eof = True
+            raise TransportError("the agent closed the call connection")
+        if not self._pending:
+            self._closed = True
+            raise RemoteProtocolError("the agent sent a response to a request never sent")
+        self._buffer += bytes(data)
+
     async def receive(self) -> Response:
         """The complete response to the oldest request sent and not answered yet.
 
@@ -353,6 +378,11 @@ class CallPipeline:
         trailing, closed = parser.trailing_data
         self._buffer = bytes(trailing)
         self._eof = self._eof or closed
+        if self._buffer and not self._pending:
+            # More bytes than answers: a response to a request never sent. The
+            # answer just read stands; nothing more is trusted on this connection.
+            log.warning("the agent sent a response to a request never sent; reconnecting")
+            self._closed = True
         if parser.their_state is not h11.DONE:
             self._closed = True  # the agent closes after this response
         return Response(

@@ -131,6 +131,14 @@ class SubscribeRefused(Input):
         """503 (agent recovering) and 404 (routes not installed yet) are retried."""
         return self.status_code in (503, 404)
 
+    @property
+    def transient(self) -> bool:
+        """Other 5xx, 3xx (redirects are not followed) and 1xx: not the agent's
+        answer to an executor it knows. Retried when re-subscribing after an
+        outage (nothing may be dropped then); the first SUBSCRIBE ends clearly."""
+        code = self.status_code
+        return code >= 500 or code < 200 or 300 <= code < 400
+
 
 @dataclass(frozen=True, slots=True)
 class SubscribedEvent(Input):
@@ -382,7 +390,7 @@ class Session:
                 return self._give_up_without_checkpoint(event.reason)
             return self._retry_later(now)
         if isinstance(event, SubscribeRefused):
-            if event.retryable:
+            if event.retryable or (self.ever_subscribed and event.transient):
                 return [CloseConnection(), *self._retry_later(now)]
             message = f"the agent refused SUBSCRIBE: {event.reason}"
             return [NotifyError(message), *self._finish(Status.DRIVER_ABORTED, message, True)]

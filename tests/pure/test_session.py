@@ -464,6 +464,22 @@ def test_without_checkpointing_a_lost_stream_shuts_down_at_once() -> None:
     assert session.state is State.ABORTED
 
 
+@pytest.mark.parametrize("status_code", [500, 502, 307, 302])
+def test_a_transient_refusal_is_retried_only_when_resubscribing(status_code: int) -> None:
+    # The first SUBSCRIBE ends clearly (the agent is there and says no)...
+    first = make_session()
+    actions = feed(first, [Start(), Connected(), SubscribeRefused(status_code, "odd")])
+    assert first.state is State.ABORTED
+    assert of_type(actions, OpenConnection) == [OpenConnection()]
+    # ...but after an outage, nothing may be dropped: retry until the deadline.
+    session = subscribed_session()
+    in_outage(session, 1.0)
+    session.handle(Connected(), 1.0)
+    actions = session.handle(SubscribeRefused(status_code, "odd"), 1.5)
+    assert session.state in (State.CONNECTING, State.DISCONNECTED)
+    assert of_type(actions, Finish) == []
+
+
 def test_without_checkpointing_a_failed_reconnect_after_a_503_shuts_down() -> None:
     # A SUBSCRIBE refused with 503 is retried (the connection was fine), but
     # a connection that then fails is a disconnection: no retry without
