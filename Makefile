@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test demo conformance lint proto proto-check check-proto-compat clean
+.PHONY: test demo conformance lint proto proto-check check-proto-compat docs clean soak fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ lint: $(VENV)/.dev-stamp
 	$(PY) -m ruff check trio_mesos tests scripts
 	$(PY) -m mypy trio_mesos
 
+$(VENV)/.docs-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[docs]'
+	touch $@
+
+## make docs: the Sphinx site in docs/_build/html; warnings are errors; no network
+## (-E: a fresh environment every time, so docstring edits always show; graphviz
+## draws the state diagrams and is installed if missing)
+docs: $(VENV)/.docs-stamp
+	command -v dot >/dev/null || { echo "installing graphviz (dot)"; apt-get update -qq && apt-get install -y -qq graphviz; }
+	$(PY) -m sphinx -E -W --keep-going -b html docs docs/_build/html
+
 ## make proto: regenerate trio_mesos/_proto from proto/
 proto: $(VENV)/.dev-stamp
 	$(PY) scripts/gen_proto.py
@@ -56,3 +67,25 @@ check-proto-compat: $(VENV)/.dev-stamp
 
 clean:
 	rm -rf $(VENV) .proto-check .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## make soak: 100,000 status updates across 1,000 tasks while the fake agent drops streams,
+## restarts, fails calls and plays with ACKs (virtual time; SEED=n reproduces a run)
+soak: $(VENV)/.test-stamp
+	$(PY) -m tests.soak --updates 100000 --tasks 1000 $(if $(SEED),--seed $(SEED))
+
+FUZZ_SECONDS ?= 60
+# Corpus and findings (crash-*) live in the (git-ignored) virtualenv directory.
+FUZZ_DIR     ?= $(VENV)/fuzz
+
+$(VENV)/.fuzz-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[test,fuzz]'
+	touch $@
+
+## make fuzz: coverage-guided fuzzing with atheris, FUZZ_SECONDS per target (RecordIO and
+## events; the driver reading SUBSCRIBE answers); findings go to $(FUZZ_DIR)
+fuzz: $(VENV)/.fuzz-stamp
+	mkdir -p $(FUZZ_DIR)/events $(FUZZ_DIR)/driver
+	$(PY) -m tests.fuzz_atheris -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/events
+	$(PY) -m tests.fuzz_atheris --target driver -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/driver

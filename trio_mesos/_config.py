@@ -232,12 +232,15 @@ class TLSConfig:
         verify_server_cert: ``LIBPROCESS_SSL_VERIFY_SERVER_CERT`` or its legacy
             name ``VERIFY_CERT`` (either one true means true); also true when
             ``require_client_cert`` is, as libprocess does. None when none of
-            these variables is set: the shell decides the default.
+            these variables is set: the transport then verifies anyway, which
+            is stricter than libprocess (see ``trio_mesos._transport``).
         require_client_cert: ``LIBPROCESS_SSL_REQUIRE_CLIENT_CERT`` or its
             legacy name ``REQUIRE_CERT``.
         verify_ipadd: ``LIBPROCESS_SSL_VERIFY_IPADD``.
         hostname_validation_scheme: ``LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME``,
             ``"legacy"`` (default) or ``"openssl"``.
+        ciphers: ``LIBPROCESS_SSL_CIPHERS``, an OpenSSL cipher list for TLS 1.2,
+            or None for the transport's default.
     """
 
     enabled: bool = False
@@ -249,6 +252,7 @@ class TLSConfig:
     require_client_cert: bool = False
     verify_ipadd: bool = False
     hostname_validation_scheme: HostnameValidationScheme = "legacy"
+    ciphers: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -642,6 +646,14 @@ def _tls_from_environ(environ: Mapping[str, str], problems: list[tuple[str, str]
     require_client = _ssl_bool(environ, "REQUIRE_CLIENT_CERT", problems)
     require_legacy = _ssl_bool(environ, "REQUIRE_CERT", problems)
     verify_ipadd = _ssl_bool(environ, "VERIFY_IPADD", problems)
+    ciphers: str | None = None
+    found_ciphers = _ssl_variable(environ, "CIPHERS")
+    if found_ciphers is not None:
+        variable, value = found_ciphers
+        if not value.strip() or "\x00" in value:
+            problems.append((variable, f"must be an OpenSSL cipher list, got {value!r}"))
+        else:
+            ciphers = value
 
     scheme: HostnameValidationScheme = "legacy"
     found = _ssl_variable(environ, "HOSTNAME_VALIDATION_SCHEME")
@@ -672,4 +684,5 @@ def _tls_from_environ(environ: Mapping[str, str], problems: list[tuple[str, str]
         require_client_cert=require_client_cert,
         verify_ipadd=bool(verify_ipadd),
         hostname_validation_scheme=scheme,
+        ciphers=ciphers,
     )

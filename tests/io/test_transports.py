@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import ssl
 
 import pytest
 import trio
+import trustme
 
 import trio_mesos
 from trio_mesos import ConfigError, ExecutorConfig
@@ -88,15 +90,27 @@ def test_host_header() -> None:
     assert host_header(unix) == "localhost"
 
 
-async def test_tls_is_refused_clearly_until_supported() -> None:
-    config = ExecutorConfig.from_environ(
-        {
-            "MESOS_FRAMEWORK_ID": "f",
-            "MESOS_EXECUTOR_ID": "e",
-            "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",
-            "LIBPROCESS_SSL_ENABLED": "true",
-        }
-    )
-    with pytest.raises(ConfigError, match="LIBPROCESS_SSL_ENABLED"):
-        async with trio_mesos.open_executor_driver(Recorder(), config=config):
-            pass  # pragma: no cover
+async def test_tls_is_used_when_libprocess_ssl_enabled_is_true(tmp_path: pathlib.Path) -> None:
+    # TLS is supported (issue 8; tests/io/test_tls.py has the rest): with
+    # LIBPROCESS_SSL_ENABLED the TCP transport speaks TLS, here with
+    # verification explicitly off, so an untrusted certificate is accepted.
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    executor = Recorder()
+    async with FakeAgent() as agent:
+        port = await agent.listen_tcp(ssl_context=server)
+        config = ExecutorConfig.from_environ(
+            {
+                "MESOS_FRAMEWORK_ID": agent.framework_id,
+                "MESOS_EXECUTOR_ID": agent.executor_id,
+                "MESOS_AGENT_ENDPOINT": f"127.0.0.1:{port}",
+                "LIBPROCESS_SSL_ENABLED": "true",
+                "LIBPROCESS_SSL_VERIFY_SERVER_CERT": "false",
+            }
+        )
+        assert config.agent_url().startswith("https://")
+        with trio.fail_after(30):
+            async with trio_mesos.open_executor_driver(executor, config=config):
+                await executor.wait_for("registered")
+    assert {call.transport for call in agent.calls} == {"tls"}

@@ -35,6 +35,16 @@ wakes, so nothing polls.
 Timers (heartbeats, delayed acknowledgements, the shutdown grace period, the
 re-registration timeout) are trio sleeps, so they run in virtual time under
 ``trio.testing.MockClock``.
+
+TLS: ``listen_tcp(ssl_context=...)`` wraps every accepted TCP connection in a
+server-side ``trio.SSLStream`` (the handshake runs on the connection's first
+read, so a failed one just ends that connection), as an agent with
+``LIBPROCESS_SSL_ENABLED=true``; a restart listens again with the same context.
+
+Hostile behaviour: :meth:`~FakeAgent.hijack_next` hands chosen requests to an
+async function that writes raw bytes on the connection (a huge or endless
+head, a trickle, a body that never ends, a wrong Content-Type, a response
+nobody asked for...); ``trio_mesos.testing._hostile`` builds such functions.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ import os
 import pathlib
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -73,6 +84,7 @@ from .._messages import ContentType, is_terminal, is_valid_uuid
 from .._recordio import encode_record
 from ..v1 import executor_pb2, mesos_pb2
 from ._agent_json import CallParseError, parse_json_call, parse_protobuf_call, write_json
+from ._hostile import RawAnswer
 from ._http_server import PLAIN_TEXT, Request, ServerConnection, default_error_body
 
 __all__ = [
@@ -159,7 +171,7 @@ class RecordedCall:
         status_code: the HTTP status answered (200 for an accepted SUBSCRIBE).
         response_body: the response body (empty for 200 and 202).
         request_body: the raw request body.
-        transport: ``"memory"``, ``"tcp"`` or ``"unix"``.
+        transport: ``"memory"``, ``"tcp"``, ``"tls"`` (TCP with TLS) or ``"unix"``.
         connection: serial number of the connection it came on.
     """
 
@@ -279,6 +291,7 @@ class _Connection:
 class _Listener:
     transport: str
     address: Any
+    ssl_context: ssl.SSLContext | None = None
     scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
 
@@ -305,16 +318,26 @@ class _FailRule:
     calls: frozenset[int] | None
 
 
+@dataclass(eq=False)
+class _Hijack:
+    remaining: int
+    answer: RawAnswer
+    calls: frozenset[int] | None
+    process: bool
+
+
 class _Generation:
     """Cancel scopes of the background timers of one agent incarnation."""
 
     def __init__(self) -> None:
-        self.scopes: set[trio.CancelScope] = set()
+        # A dict, not a set: cancelled in the order they started (a set's
+        # order depends on memory addresses, and so would the scheduling).
+        self.scopes: dict[trio.CancelScope, None] = {}
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-        for scope in self.scopes:
+        for scope in list(self.scopes):
             scope.cancel()
 
 
@@ -533,10 +556,15 @@ class FakeAgent:
         self._all_updates: list[mesos_pb2.TaskStatus] = []
         self._pending_acks: dict[bytes, str] = {}
         self._fail_rules: list[_FailRule] = []
+        self._hijacks: list[_Hijack] = []
+        #: Requests answered by a :meth:`hijack_next` rule without processing.
+        self.hijacked: list[Request] = []
         self._observers: list[Callable[[RecordedCall | SentEvent], None]] = []
-        self._connections: set[_Connection] = set()
+        # Insertion-ordered (see _Generation.scopes).
+        self._connections: dict[_Connection, None] = {}
         self._listeners: list[_Listener] = []
         self._tcp_port: int | None = None
+        self._tcp_ssl_context: ssl.SSLContext | None = None
         self._unix_path: str | None = None
         self._processes: list[ExecutorProcess] = []
         self._executor_argv: tuple[str, ...] | None = None
@@ -839,10 +867,24 @@ class FakeAgent:
         nursery.start_soon(self._serve_connection, server, "memory")
         return client
 
-    async def listen_tcp(self) -> int:
-        """Serve on 127.0.0.1 at a free port; return the port (same port when called again)."""
+    async def listen_tcp(self, *, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Serve on 127.0.0.1 at a free port; return the port (same port when called again).
+
+        With ``ssl_context`` (a server-side context, e.g. from ``trustme``) the
+        port speaks TLS, as an agent with ``LIBPROCESS_SSL_ENABLED=true``;
+        recorded calls then have ``transport == "tls"``. Require client
+        certificates with ``ssl_context.verify_mode = ssl.CERT_REQUIRED``. As
+        on a real cluster the executor is not told: give it the
+        ``LIBPROCESS_SSL_*`` settings yourself (``executor_config(tls=...)`` or
+        ``spawn_executor(extra_env=...)``).
+
+        Raises:
+            RuntimeError: already listening on TCP with another ``ssl_context``.
+        """
         self._require_nursery()
         if self._tcp_port is not None:
+            if ssl_context is not self._tcp_ssl_context:
+                raise RuntimeError("already listening on TCP with another ssl_context")
             await trio.lowlevel.checkpoint()
             return self._tcp_port
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -851,8 +893,15 @@ class FakeAgent:
             await extra.aclose()
         assert isinstance(listener, trio.SocketListener)
         self._tcp_port = int(listener.socket.getsockname()[1])
-        await self._start_listener(listener, "tcp", self._tcp_port)
+        self._tcp_ssl_context = ssl_context
+        transport = "tcp" if ssl_context is None else "tls"
+        await self._start_listener(listener, transport, self._tcp_port, ssl_context)
         return self._tcp_port
+
+    @property
+    def tls(self) -> bool:
+        """Whether the TCP listener speaks TLS (``listen_tcp(ssl_context=...)``)."""
+        return self._tcp_ssl_context is not None
 
     async def listen_unix(self, path: str | os.PathLike[str]) -> None:
         """Serve on a Unix socket at ``path`` (it must not exist; removed on exit).
@@ -880,10 +929,14 @@ class FakeAgent:
         return trio.SocketListener(sock)
 
     async def _start_listener(
-        self, listener: trio.SocketListener, transport: str, address: Any
+        self,
+        listener: trio.SocketListener,
+        transport: str,
+        address: Any,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         nursery = self._require_nursery()
-        record = _Listener(transport, address)
+        record = _Listener(transport, address, ssl_context)
         self._listeners.append(record)
         await nursery.start(self._accept_loop, listener, record)
 
@@ -905,7 +958,17 @@ class FakeAgent:
                         if self._nursery is None:  # pragma: no cover - shutting down
                             await trio.aclose_forcefully(stream)
                             return
-                        self._nursery.start_soon(self._serve_connection, stream, record.transport)
+                        served: trio.abc.Stream = stream
+                        if record.ssl_context is not None:
+                            # The handshake runs on the first read, in the
+                            # connection's own task; a failed one reads as EOF.
+                            served = trio.SSLStream(
+                                stream,
+                                record.ssl_context,
+                                server_side=True,
+                                https_compatible=True,
+                            )
+                        self._nursery.start_soon(self._serve_connection, served, record.transport)
         finally:
             # A Unix socket file stays behind, as after a crash: connecting to
             # it is refused until the agent listens again.
@@ -914,7 +977,7 @@ class FakeAgent:
     async def _reopen_listeners(self, records: list[_Listener]) -> None:
         for old in records:
             try:
-                if old.transport == "tcp":
+                if old.transport in ("tcp", "tls"):
                     listener = trio.SocketListener(await self._bind_tcp(int(old.address)))
                 else:
                     with contextlib.suppress(OSError):
@@ -923,7 +986,7 @@ class FakeAgent:
             except OSError as exc:
                 logger.error("FakeAgent could not listen again on %s: %s", old.address, exc)
                 continue
-            await self._start_listener(listener, old.transport, old.address)
+            await self._start_listener(listener, old.transport, old.address, old.ssl_context)
 
     @staticmethod
     async def _bind_tcp(port: int) -> trio.socket.SocketType:
@@ -941,14 +1004,14 @@ class FakeAgent:
 
     async def _serve_connection(self, stream: trio.abc.Stream, transport: str) -> None:
         connection = _Connection(ServerConnection(stream, transport, next(self._serials)))
-        self._connections.add(connection)
+        self._connections[connection] = None
         try:
             with connection.scope:
                 if self._agent_state is _AgentState.DOWN:
                     return
                 await self._connection_loop(connection)
         finally:
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
             for event_stream in [s for s in self._streams if s.connection is connection]:
                 self._break_stream(event_stream)
                 self._streams.remove(event_stream)
@@ -961,6 +1024,13 @@ class FakeAgent:
             request = await http.next_request()
             if request is None:
                 return
+            hijack = self._take_hijack(request)
+            if hijack is not None:
+                if not await self._run_hijack(connection, request, hijack):
+                    return
+                if not http.start_next_cycle():
+                    return
+                continue
             outcome = self._respond(connection, request)
             if isinstance(outcome, _Reply):
                 try:
@@ -1333,6 +1403,98 @@ class FakeAgent:
             raise ValueError("fail_next never applies to SUBSCRIBE")
         self._fail_rules.append(_FailRule(n, int(status), data, wanted))
 
+    def hijack_next(
+        self,
+        n: int,
+        answer: RawAnswer,
+        *,
+        calls: Collection[int] | None = None,
+        process: bool = False,
+    ) -> None:
+        """Answer the next ``n`` matching requests with ``answer`` (hostile-agent tests).
+
+        ``answer(stream, reply)`` gets the connection's raw server-side stream
+        and writes whatever it likes (see ``trio_mesos.testing._hostile`` for
+        builders: trickles, endless heads, raw responses). Rules apply to
+        requests whose body decodes to a Call, with ``calls`` only to those
+        ``Call.Type`` values (SUBSCRIBE included); the oldest rule with
+        requests left applies.
+
+        Without ``process`` the request is not handled at all (no state
+        change, not in :attr:`calls`; it is appended to :attr:`hijacked`) and
+        ``reply`` is ``b""``. With ``process`` the agent first handles it as
+        usual (recorded in :attr:`calls`; an UPDATE is accepted and its
+        acknowledgement scheduled) and ``reply`` holds the bytes of its own
+        answer; for SUBSCRIBE that is the stream head and the events queued so
+        far (SUBSCRIBED), after which the stream counts as stalled: later
+        events are lost until the executor subscribes again.
+
+        When ``answer`` returns True and ``process`` was set for a call other
+        than SUBSCRIBE, the connection goes on serving requests (``answer``
+        is assumed to have written a complete response); otherwise it is
+        closed. Returns at once.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, not {n}")
+        wanted = None if calls is None else frozenset(int(c) for c in calls)
+        self._hijacks.append(_Hijack(n, answer, wanted, process))
+
+    def _take_hijack(self, request: Request) -> _Hijack | None:
+        if not self._hijacks:
+            return None
+        content_type = request.header("Content-Type")
+        try:
+            if content_type == ContentType.PROTOBUF.value:
+                call = parse_protobuf_call(request.body)
+            elif content_type == ContentType.JSON.value:
+                call = parse_json_call(request.body)
+            else:
+                return None
+        except CallParseError:
+            return None
+        kind = int(call.type) if call.HasField("type") else None
+        for rule in self._hijacks:
+            if rule.calls is not None and kind not in rule.calls:
+                continue
+            rule.remaining -= 1
+            if rule.remaining <= 0:
+                self._hijacks.remove(rule)
+            return rule
+        return None
+
+    async def _run_hijack(self, connection: _Connection, request: Request, rule: _Hijack) -> bool:
+        """Run a hostile answer; True if the connection may serve another request."""
+        http = connection.http
+        reply = b""
+        complete = False
+        if rule.process:
+            outcome = self._respond(connection, request)
+            if isinstance(outcome, _Reply):
+                reply = http.response_bytes(outcome.status, outcome.headers, outcome.body)
+                complete = True
+            else:
+                reply = http.stream_head_bytes(outcome.content_type.value)
+                while outcome.queue:
+                    item = outcome.queue.popleft()
+                    if item.kind is _ItemKind.CHUNK:
+                        reply += http.chunk_bytes(item.chunk)
+                        item.delivered = True
+                        self._record(
+                            SentEvent(
+                                trio.current_time(), item.event, item.chunk, True, outcome.serial
+                            )
+                        )
+                    item.done.set()
+                outcome.stalled = True
+        else:
+            self.hijacked.append(request)
+            self._notify()
+        try:
+            keep = await rule.answer(http.stream, reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return bool(keep) and complete
+
     # -- restart --------------------------------------------------------------------------
 
     async def restart(self, down: float = 1.0, recovering: float = 1.0) -> None:
@@ -1436,11 +1598,11 @@ class FakeAgent:
             with trio.CancelScope() as scope:
                 if generation.cancelled:
                     scope.cancel()
-                generation.scopes.add(scope)
+                generation.scopes[scope] = None
                 try:
                     await fn()
                 finally:
-                    generation.scopes.discard(scope)
+                    generation.scopes.pop(scope, None)
 
         nursery.start_soon(run)
 

@@ -110,7 +110,7 @@ class ServerConnection:
 
     Args:
         stream: the transport; this object never closes it (the owner does).
-        transport: ``"memory"``, ``"tcp"`` or ``"unix"``, for records and logs.
+        transport: ``"memory"``, ``"tcp"``, ``"tls"`` or ``"unix"``, for records and logs.
         serial: a number naming this connection in logs and records.
     """
 
@@ -203,14 +203,10 @@ class ServerConnection:
             self.h11.send_failed()
             raise
 
-    async def send_response(
-        self, status: int, headers: Sequence[tuple[str, str]], body: bytes
-    ) -> None:
-        """Send a complete response: ``Date`` first, then ``headers``, then ``body``.
+    def response_bytes(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
+        """The bytes of a complete response, h11's state moved on as if they were sent.
 
-        Raises:
-            trio.BrokenResourceError: the peer is gone (h11 is told via
-                ``send_failed()``).
+        For hostile answers that write (a variant of) them themselves.
         """
         response = h11.Response(
             status_code=status,
@@ -221,21 +217,40 @@ class ServerConnection:
         if body:
             data += self.h11.send(h11.Data(data=body)) or b""
         data += self.h11.send(h11.EndOfMessage()) or b""
-        await self._send(data)
+        return data
 
-    async def send_stream_head(self, content_type: str) -> None:
-        """Send ``200 OK`` with the real agent's streaming headers, in its order."""
+    async def send_response(
+        self, status: int, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> None:
+        """Send a complete response: ``Date`` first, then ``headers``, then ``body``.
+
+        Raises:
+            trio.BrokenResourceError: the peer is gone (h11 is told via
+                ``send_failed()``).
+        """
+        await self._send(self.response_bytes(status, headers, body))
+
+    def stream_head_bytes(self, content_type: str) -> bytes:
+        """The bytes of the streaming ``200 OK`` head (h11's state moved on)."""
         headers = [
             ("Date", http_date()),
             ("Transfer-Encoding", "chunked"),
             ("Content-Type", content_type),
         ]
         data = self.h11.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
-        await self._send(_reorder_head(data or b"", [name for name, _ in headers]))
+        return _reorder_head(data or b"", [name for name, _ in headers])
+
+    async def send_stream_head(self, content_type: str) -> None:
+        """Send ``200 OK`` with the real agent's streaming headers, in its order."""
+        await self._send(self.stream_head_bytes(content_type))
+
+    def chunk_bytes(self, data: bytes) -> bytes:
+        """The bytes of one chunk of the streaming body (h11's state moved on)."""
+        return self.h11.send(h11.Data(data=data)) or b""
 
     async def send_chunk(self, data: bytes) -> None:
         """Send ``data`` as one chunk of the streaming body (nothing for ``b""``)."""
-        out = self.h11.send(h11.Data(data=data))
+        out = self.chunk_bytes(data)
         if out:
             await self._send(out)
 
