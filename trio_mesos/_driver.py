@@ -970,16 +970,26 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
         # The first event (SUBSCRIBED, or SHUTDOWN) is part of the answer to
         # SUBSCRIBE: it must arrive within call_timeout too.
         first_by: float | None = trio.current_time() + self._call_timeout
+        # The agent writes each record at once: one that has started must be
+        # complete within call_timeout (a trickle never trips the idle timeout).
+        record_by: float | None = None
         while True:
-            deadline = trio.current_time() + idle
-            if first_by is not None:
-                deadline = min(deadline, first_by)
+            deadline = min(
+                trio.current_time() + idle,
+                math.inf if first_by is None else first_by,
+                math.inf if record_by is None else record_by,
+            )
             with trio.move_on_at(deadline) as waited:
                 data = await conn.receive_body()
             if waited.cancelled_caught:
-                if first_by is not None and trio.current_time() >= first_by:
+                now = trio.current_time()
+                if first_by is not None and now >= first_by:
                     raise TransportError(
                         f"no SUBSCRIBED within {self._call_timeout:g} s of the SUBSCRIBE"
+                    )
+                if record_by is not None and now >= record_by:
+                    raise TransportError(
+                        f"an event did not arrive whole within {self._call_timeout:g} s"
                     )
                 raise TransportError(f"nothing from the agent for {idle:g} s: the stream stalled")
             decoder.receive_data(data)
@@ -988,7 +998,10 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
                 if generation != self._generation:
                     return
                 first_by = None
+                record_by = None
                 await self._on_event(event, lists)
+            if decoder.mid_record and record_by is None:
+                record_by = trio.current_time() + self._call_timeout
             if not data:
                 raise TransportError("the agent ended the event stream")
 

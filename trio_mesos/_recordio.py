@@ -99,6 +99,11 @@ class RecordIODecoder:
         """Bytes received but not yet returned in a record."""
         return len(self._buffer)
 
+    @property
+    def mid_record(self) -> bool:
+        """Whether part of a record (its length prefix, at least) has been received."""
+        return self._pending is not None or bool(self._buffer)
+
     def receive_data(self, data: bytes) -> None:
         """Store received bytes; ``b""`` means the stream ended.
 

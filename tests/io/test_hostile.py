@@ -418,7 +418,9 @@ async def test_a_trickled_record_that_never_ends_does_not_stick_the_driver(
 ) -> None:
     # After a real SUBSCRIBED the stream trickles one byte per second of a
     # record that never completes: the idle timeout never fires (bytes keep
-    # coming), ACKs cannot arrive, but calls still go out and stop() is bounded.
+    # coming), but a started record must be whole within call_timeout, so the
+    # stream counts as lost then and the driver re-subscribes; calls still go
+    # out and stop() is bounded.
     executor = Recorder()
     async with FakeAgent(checkpoint=True) as agent:
         options = driver_options(agent, stream_idle_timeout=IDLE, stop_timeout=10.0)
@@ -435,6 +437,9 @@ async def test_a_trickled_record_that_never_ends_does_not_stick_the_driver(
             agent.hijack_next(1, trickled, calls=[SUBSCRIBE], process=True)
             await agent.drop_stream()
             await executor.wait_for("reregistered")
+            trickle_started = trio.current_time()
+            await executor.wait_for("reregistered", count=2)  # the trickle was given up
+            assert trio.current_time() - trickle_started <= CALL_TIMEOUT + 1e-6
             await trio.sleep(5 * IDLE)  # far beyond the idle timeout: still subscribed
             assert driver.statistics().state == "subscribed"
             uuid = await driver.update(status("t1", FINISHED))  # the 202 still comes

@@ -437,3 +437,16 @@ def test_buffered_counts_unreturned_bytes():
     decoder.receive_data(b"cde")
     assert decoder.next_record() == b"abcde"
     assert decoder.buffered == 0
+
+
+def test_mid_record_says_whether_a_record_has_started() -> None:
+    decoder = RecordIODecoder()
+    assert not decoder.mid_record
+    decoder.receive_data(b"5")
+    assert decoder.mid_record  # a length prefix in progress
+    decoder.receive_data(b"\n")
+    assert decoder.next_record() is NEED_DATA
+    assert decoder.mid_record and decoder.buffered == 0  # header read, no body yet
+    decoder.receive_data(b"hello")
+    assert decoder.next_record() == b"hello"
+    assert not decoder.mid_record
