@@ -1,9 +1,8 @@
 """HTTP/1.1 to the agent: one h11 client connection over one trio stream.
 
-The I/O shell's lowest layer. :class:`AgentConnection` sends one request at a
-time on a keep-alive connection and reads the response; for SUBSCRIBE it reads
-the head and then hands out the body as it arrives, so the RecordIO decoder can
-consume an endless stream.
+The I/O shell's lowest layer. :class:`AgentConnection` carries SUBSCRIBE: it
+sends the request, reads the response head and then hands out the body as it
+arrives, so the RecordIO decoder can consume an endless stream.
 
 :class:`CallPipeline` pipelines requests on one keep-alive connection (the
 driver's call connection): h11's client cannot send request N+1 before
@@ -80,9 +79,9 @@ class Response:
 
 
 class AgentConnection:
-    """One keep-alive HTTP/1.1 connection to the agent's executor endpoint.
+    """One HTTP/1.1 connection to the agent's executor endpoint, for SUBSCRIBE.
 
-    Not safe for concurrent use: one request at a time, by one task.
+    Not safe for concurrent use: one task sends and reads.
 
     Args:
         stream: an open trio stream (TCP, Unix socket, TLS, or in memory).
@@ -100,39 +99,18 @@ class AgentConnection:
         self._host = host
         self._path = path
         self._headers = [("Host", host), *headers]
-        self._closed = False
 
     # -- requests ------------------------------------------------------------
-
-    async def request(self, body: bytes) -> Response:
-        """POST ``body`` and return the complete response.
-
-        Blocks until the whole response has arrived. A checkpoint. If
-        cancelled, the connection is left in an undefined state: close it.
-
-        Raises:
-            TransportError: the connection failed.
-            RemoteProtocolError: the agent's answer is not valid HTTP/1.1.
-        """
-        head = await self.start(body)
-        chunks = []
-        size = 0
-        while True:
-            data = await self.receive_body()
-            if not data:
-                break
-            size += len(data)
-            if size > MAX_BODY:
-                raise RemoteProtocolError(f"response body larger than {MAX_BODY} bytes")
-            chunks.append(data)
-        self._next_cycle()
-        return Response(head.status_code, head.reason, head.headers, b"".join(chunks))
 
     async def start(self, body: bytes) -> Response:
         """POST ``body`` and return the response head; read the body with :meth:`receive_body`.
 
+        A checkpoint. If cancelled, the connection is left in an undefined
+        state: close it.
+
         Raises:
-            TransportError, RemoteProtocolError: as :meth:`request`.
+            TransportError: the connection failed.
+            RemoteProtocolError: the agent's answer is not valid HTTP/1.1.
         """
         headers = [*self._headers, ("Content-Length", str(len(body)))]
         await self._send(h11.Request(method="POST", target=self._path, headers=headers))
@@ -166,17 +144,6 @@ class AgentConnection:
             return b""
         raise RemoteProtocolError(f"unexpected {type(event).__name__} in a response body")
 
-    def _next_cycle(self) -> None:
-        if self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE:
-            self._conn.start_next_cycle()
-        else:
-            self._closed = True  # the agent closes after this response
-
-    @property
-    def reusable(self) -> bool:
-        """Whether another request may be sent on this connection."""
-        return not self._closed and self._conn.our_state is h11.IDLE
-
     # -- plumbing ------------------------------------------------------------
 
     async def _send(self, event: h11.Event) -> None:
@@ -190,7 +157,6 @@ class AgentConnection:
             await self._stream.send_all(data)
         except BaseException as exc:
             self._conn.send_failed()
-            self._closed = True
             if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
                 raise TransportError(f"sending to the agent failed: {exc!r}") from exc
             raise
@@ -200,25 +166,21 @@ class AgentConnection:
             try:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
-                self._closed = True
                 raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
                     data = await self._stream.receive_some(RECEIVE_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self._closed = True
                     raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
                 self._conn.receive_data(bytes(data))
                 continue
             if isinstance(event, h11.ConnectionClosed):
-                self._closed = True
                 raise TransportError("the agent closed the connection")
             assert not isinstance(event, type(h11.PAUSED)), "pipelining is not used"
             return event  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         """Close the connection. A checkpoint; never raises transport errors."""
-        self._closed = True
         await trio.aclose_forcefully(self._stream)
 
 
