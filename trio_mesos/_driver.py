@@ -51,7 +51,7 @@ from typing import Any, Final, NoReturn, final
 import trio
 
 from . import _session as s
-from ._acks import AckLedger, AckResult
+from ._acks import AckLedger, AckResult, SubscribeLists
 from ._backoff import Backoff
 from ._config import ExecutorConfig
 from ._errors import (
@@ -1005,7 +1005,7 @@ class ExecutorDriver(metaclass=_NoPublicConstructor):
             if not data:
                 raise TransportError("the agent ended the event stream")
 
-    async def _on_event(self, event: AgentEvent, lists: Any) -> None:
+    async def _on_event(self, event: AgentEvent, lists: SubscribeLists) -> None:
         self._last_event_time = trio.current_time()
         log.debug("event from the agent: %s", type(event).__name__)
         if isinstance(event, Subscribed):

@@ -116,10 +116,10 @@ class AgentConnection:
         await self._send(h11.Request(method="POST", target=self._path, headers=headers))
         await self._send(h11.Data(data=body))
         await self._send(h11.EndOfMessage())
-        event = await self._next_event()
+        event = await _next_event(self._stream, self._conn)
         # h11 folds informational 1xx responses into InformationalResponse events.
         while isinstance(event, h11.InformationalResponse):
-            event = await self._next_event()
+            event = await _next_event(self._stream, self._conn)
         if not isinstance(event, h11.Response):
             raise RemoteProtocolError(f"expected a response head, got {type(event).__name__}")
         return Response(
@@ -137,7 +137,7 @@ class AgentConnection:
             TransportError: the connection failed or ended mid-body.
             RemoteProtocolError: the body framing is invalid.
         """
-        event = await self._next_event()
+        event = await _next_event(self._stream, self._conn)
         if isinstance(event, h11.Data):
             return bytes(event.data)
         if isinstance(event, h11.EndOfMessage):
@@ -160,24 +160,6 @@ class AgentConnection:
             if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
                 raise TransportError(f"sending to the agent failed: {exc!r}") from exc
             raise
-
-    async def _next_event(self) -> h11.Event:
-        while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
-                self._conn.receive_data(bytes(data))
-                continue
-            if isinstance(event, h11.ConnectionClosed):
-                raise TransportError("the agent closed the connection")
-            assert not isinstance(event, type(h11.PAUSED)), "pipelining is not used"
-            return event  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         """Close the connection. A checkpoint; never raises transport errors."""
@@ -313,16 +295,16 @@ class CallPipeline:
         if self._eof:
             parser.receive_data(b"")
         try:
-            event = await self._next_event(parser)
+            event = await _next_event(self._stream, parser)
             # h11 folds informational 1xx responses into InformationalResponse events.
             while isinstance(event, h11.InformationalResponse):
-                event = await self._next_event(parser)
+                event = await _next_event(self._stream, parser)
             if not isinstance(event, h11.Response):
                 raise RemoteProtocolError(f"expected a response head, got {type(event).__name__}")
             chunks = []
             size = 0
             while True:
-                part = await self._next_event(parser)
+                part = await _next_event(self._stream, parser)
                 if isinstance(part, h11.EndOfMessage):
                     break
                 if not isinstance(part, h11.Data):
@@ -337,6 +319,7 @@ class CallPipeline:
             self._closed = True
             raise
         self._pending.popleft()
+        # An end of stream seen by this parser is reported here, for the next one.
         trailing, closed = parser.trailing_data
         self._buffer = bytes(trailing)
         self._eof = self._eof or closed
@@ -354,26 +337,27 @@ class CallPipeline:
             b"".join(chunks),
         )
 
-    async def _next_event(self, parser: h11.Connection) -> h11.Event:
-        while True:
-            try:
-                event = parser.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
-                if not data:
-                    self._eof = True
-                parser.receive_data(bytes(data))
-                continue
-            if isinstance(event, h11.ConnectionClosed):
-                raise TransportError("the agent closed the connection")
-            return event  # type: ignore[return-value]
-
     async def aclose(self) -> None:
         """Close the connection. A checkpoint; never raises transport errors."""
         self._closed = True
         await trio.aclose_forcefully(self._stream)
+
+
+async def _next_event(stream: trio.abc.Stream, parser: h11.Connection) -> h11.Event:
+    """The next event of ``parser``, receiving from ``stream`` as needed; errors mapped."""
+    while True:
+        try:
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise TransportError(f"receiving from the agent failed: {exc!r}") from exc
+            parser.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            raise TransportError("the agent closed the connection")
+        assert not isinstance(event, type(h11.PAUSED)), "one response per parser"
+        return event  # type: ignore[return-value]

@@ -74,7 +74,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 import trio
 import trio.testing
@@ -85,7 +85,13 @@ from .._recordio import encode_record
 from ..v1 import executor_pb2, mesos_pb2
 from ._agent_json import CallParseError, parse_json_call, parse_protobuf_call, write_json
 from ._hostile import RawAnswer
-from ._http_server import PLAIN_TEXT, Request, ServerConnection, default_error_body
+from ._http_server import (
+    PLAIN_TEXT,
+    Request,
+    ServerConnection,
+    default_error_body,
+    first_header,
+)
 
 __all__ = [
     "DEFAULT_PATH",
@@ -196,11 +202,7 @@ class RecordedCall:
 
     def header(self, name: str) -> str | None:
         """The first value of request header ``name`` (case-insensitive)."""
-        lowered = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lowered:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -324,6 +326,22 @@ class _Hijack:
     answer: RawAnswer
     calls: frozenset[int] | None
     process: bool
+
+
+_Rule = TypeVar("_Rule", _FailRule, _Hijack)
+
+
+def _take_rule(rules: list[_Rule], call: executor_pb2.Call) -> _Rule | None:
+    """The first rule that applies to ``call``, counted down (and dropped when used up)."""
+    kind = int(call.type) if call.HasField("type") else None
+    for rule in rules:
+        if rule.calls is not None and kind not in rule.calls:
+            continue
+        rule.remaining -= 1
+        if rule.remaining <= 0:
+            rules.remove(rule)
+        return rule
+    return None
 
 
 class _Generation:
@@ -1452,15 +1470,7 @@ class FakeAgent:
                 return None
         except CallParseError:
             return None
-        kind = int(call.type) if call.HasField("type") else None
-        for rule in self._hijacks:
-            if rule.calls is not None and kind not in rule.calls:
-                continue
-            rule.remaining -= 1
-            if rule.remaining <= 0:
-                self._hijacks.remove(rule)
-            return rule
-        return None
+        return _take_rule(self._hijacks, call)
 
     async def _run_hijack(self, connection: _Connection, request: Request, rule: _Hijack) -> bool:
         """Run a hostile answer; True if the connection may serve another request."""
@@ -2085,15 +2095,8 @@ class FakeAgent:
     def _take_fail_rule(self, call: executor_pb2.Call) -> _Reply | None:
         if call.HasField("type") and call.type == Call.SUBSCRIBE:
             return None
-        kind = int(call.type) if call.HasField("type") else None
-        for rule in self._fail_rules:
-            if rule.calls is not None and kind not in rule.calls:
-                continue
-            rule.remaining -= 1
-            if rule.remaining <= 0:
-                self._fail_rules.remove(rule)
-            return _Reply(rule.status, rule.body)
-        return None
+        rule = _take_rule(self._fail_rules, call)
+        return None if rule is None else _Reply(rule.status, rule.body)
 
     # -- SUBSCRIBE -----------------------------------------------------------------------
 

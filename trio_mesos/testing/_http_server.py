@@ -31,7 +31,7 @@ import contextlib
 import email.utils
 import http
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -73,6 +73,15 @@ def default_error_body(status: int) -> bytes:
     return f"{status} {reason_phrase(status)}.".encode()
 
 
+def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` in ``headers`` (case-insensitive), or None."""
+    lowered = name.lower()
+    for key, value in headers:
+        if key.lower() == lowered:
+            return value
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A complete request as read from the wire.
@@ -93,11 +102,7 @@ class Request:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
-        lowered = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lowered:
-                return value
-        return None
+        return first_header(self.headers, name)
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
