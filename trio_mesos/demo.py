@@ -438,9 +438,8 @@ async def run_demo(
                     board.finish()
                     for sample in tasks:
                         for stream in ("stdout", "stderr"):
-                            lines = _read_tail(
-                                process.sandbox / f"{sample.task_id}.{stream}", 3
-                            )
+                            task_sandbox = process.sandbox / "tasks" / sample.task_id
+                            lines = _read_tail(task_sandbox / stream, 3)
                             if lines:
                                 outputs[f"{sample.task_id}.{stream}"] = lines
                     executor_log = _read_tail(process.stderr_path, 15)
