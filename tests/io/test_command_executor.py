@@ -535,7 +535,8 @@ async def test_spawned_executor_exits_nonzero_when_the_agent_is_lost() -> None:
                 await agent.wait_for_update("orphan", mesos_pb2.TASK_RUNNING)
                 await agent.drop_stream()
                 code = await process.wait()
-                await wait_gone(int(read_lines(task_dir(process.sandbox, "orphan") / "orphan.pid")[0]))
+                pid_file = task_dir(process.sandbox, "orphan") / "orphan.pid"
+                await wait_gone(int(read_lines(pid_file)[0]))
             log = process.stderr_path.read_text()
     assert code == 1, log
     assert "the executor driver aborted" in log

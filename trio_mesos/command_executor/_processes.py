@@ -17,15 +17,15 @@ Rules from Mesos 1.11:
   instead of init, so they stay findable as its descendants, and they are
   killed when their task ends or is killed.
 
-How a leftover is attributed to a task (:func:`task_members`): a descendant of
-the executor that is in the task's process tree, or whose environment (``/proc/<pid>/
-environ``, fixed at its ``exec``) has the task's ``MESOS_SANDBOX``. Each task
-runs with its own ``MESOS_SANDBOX`` (the command executor's one task with the
-executor's own), which is what finds a ``setsid`` grandchild after its parent
-is gone; and any process in the task's process group or session (the
-task's leader started both). Reaping re-parented orphans never steals the exit status of a
-process this executor waits for: only pids that this program did not start
-are reaped (:meth:`ProcessKeeper.reap_orphans`).
+How a leftover is attributed to a task (:func:`task_members`): any process in
+the task's process group or session (the task's leader started both), and any
+descendant of the executor that is in the task's process tree or whose
+environment (``/proc/<pid>/environ``, fixed at its ``exec``) has the task's
+``MESOS_SANDBOX``. Each task runs with its own ``MESOS_SANDBOX`` (the command
+executor's one task with the executor's own), which is what finds a ``setsid``
+grandchild after its parent is gone. Reaping re-parented orphans never steals
+the exit status of a process this executor waits for: only pids that this
+program did not start are reaped (:meth:`ProcessKeeper.reap_orphans`).
 
 Not Linux: no subreaper and no ``/proc``; signals reach the task's process
 group only, so a task's process that calls ``setsid`` may outlive it.
@@ -157,11 +157,13 @@ def task_members(
         if pid in excluded or stat.zombie:
             continue
         # The task's group and session are its own (the leader called setsid).
-        if leader is not None and leader in (pid, stat.pgrp, stat.session):
-            members.add(pid)
-        elif _descends_from(pid, me, table) and (
-            (leader is not None and _descends_from(pid, leader, table))
-            or (marker is not None and _environ_has(pid, marker))
+        own_group = leader is not None and leader in (pid, stat.pgrp, stat.session)
+        if own_group or (
+            _descends_from(pid, me, table)
+            and (
+                (leader is not None and _descends_from(pid, leader, table))
+                or (marker is not None and _environ_has(pid, marker))
+            )
         ):
             members.add(pid)
     return members
