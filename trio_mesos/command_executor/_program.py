@@ -136,7 +136,9 @@ def _config_error(exc: BaseException) -> trio_mesos.ConfigError | None:
 
 
 def _error(text: str) -> None:
-    print(f"{PROGRAM}: {text}", file=sys.stderr)
+    """One line on stderr (a ConfigError's problems, one per line, joined with ``; ``)."""
+    head, *rest = [line.strip() for line in text.splitlines() if line.strip()] or [""]
+    print(f"{PROGRAM}: {head}{': ' if rest else ''}{'; '.join(rest)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
