@@ -295,3 +295,16 @@ async def test_configuration_errors_exit_2_with_one_line(
     last = log.splitlines()[-1]
     assert last.startswith("trio-mesos-executor: ")
     assert expected in last
+
+
+async def test_a_group_keeps_running_when_asked(tmp_path: pathlib.Path) -> None:
+    # --keep-group-running (what the realmesos conformance suite expects)
+    async with FakeAgent() as agent:
+        async with running(agent, tmp_path, kill_group_on_failure=False):
+            with trio.fail_after(20):
+                await agent.launch_group(
+                    group(shell_task("fails", "exit 3"), shell_task("goes-on", "sleep 0.5"))
+                )
+                await agent.wait_terminal("fails", "goes-on")
+    assert states(agent, "fails") == [STARTING, RUNNING, FAILED]
+    assert states(agent, "goes-on") == [STARTING, RUNNING, FINISHED]

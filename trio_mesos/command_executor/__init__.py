@@ -16,8 +16,8 @@ Command line::
 
 The flags the agent passes to ``mesos-executor`` (``--launcher_dir``,
 ``--task_command``, ``--task_environment``, ``--working_directory``, ``--user``,
-``--rootfs``, ...) are accepted; see :mod:`trio_mesos.command_executor._launch`
-for what each does. Other unknown arguments are ignored with a warning.
+``--rootfs``, ...) are accepted; the docstring of its ``_launch`` module says
+what each does. Other unknown arguments are ignored with a warning.
 
 Modes (decided from the ``ExecutorInfo`` in SUBSCRIBED)
 -------------------------------------------------------

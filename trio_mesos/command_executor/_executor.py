@@ -131,6 +131,9 @@ class CommandExecutor(trio_mesos.Executor):
             even if it was never acknowledged (COMMAND: status 1).
         keeper: starts and cleans up processes (the program passes one that
             reaps orphans, having made itself a subreaper).
+        kill_group_on_failure: a task of a group that ends ``TASK_FAILED`` or
+            ``TASK_KILLED`` kills the rest of the group, as Mesos's default
+            executor does (False: the others keep running).
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class CommandExecutor(trio_mesos.Executor):
         launch_flags: LaunchFlags | None = None,
         terminal_ack_timeout: float = DEFAULT_TERMINAL_ACK_TIMEOUT,
         keeper: ProcessKeeper | None = None,
+        kill_group_on_failure: bool = True,
     ) -> None:
         self.echo_messages = echo_messages
         self.exit_when_done = exit_when_done
@@ -151,6 +155,7 @@ class CommandExecutor(trio_mesos.Executor):
         self.launch_flags = launch_flags or LaunchFlags()
         self.terminal_ack_timeout = terminal_ack_timeout
         self.keeper = keeper or ProcessKeeper()
+        self.kill_group_on_failure = kill_group_on_failure
         self.mode = Mode.CUSTOM
         #: Set when the executor ends the driver itself with a status of its own.
         self.exit_status: int | None = None
@@ -160,6 +165,7 @@ class CommandExecutor(trio_mesos.Executor):
         self._stopping = False
         #: The default executor's ``unhealthy``: a task was killed by its health check.
         self._unhealthy = False
+        self._ip: str | None = None
 
     # -- information ---------------------------------------------------------------
 
@@ -486,6 +492,7 @@ class CommandExecutor(trio_mesos.Executor):
     def _after_terminal(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, state: int) -> None:
         if (
             run.group is not None
+            and self.kill_group_on_failure
             and state in (mesos_pb2.TASK_FAILED, mesos_pb2.TASK_KILLED)
             and not self.terminating
             and not run.killing_group
@@ -621,13 +628,14 @@ class CommandExecutor(trio_mesos.Executor):
 
     def _container_ip(self) -> str:
         """``MESOS_CONTAINER_IP``: libprocess's own IP (``LIBPROCESS_IP``, else the host's)."""
-        ip = self._base_environment().get("LIBPROCESS_IP")
-        if ip:
-            return ip
-        try:
-            return socket.gethostbyname(socket.gethostname())
-        except OSError:
-            return "127.0.0.1"
+        if self._ip is None:
+            self._ip = self._base_environment().get("LIBPROCESS_IP") or ""
+            if not self._ip:
+                try:
+                    self._ip = socket.gethostbyname(socket.gethostname())
+                except OSError:
+                    self._ip = "127.0.0.1"
+        return self._ip
 
     def _open_output(self, run: _TaskRun) -> tuple[IO[bytes] | None, IO[bytes] | None]:
         """Where the task's stdout and stderr go.

@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="when exiting by itself, exit this long after the last terminal update even "
         "if the agent never acknowledges it (default: %(default)g, as Mesos)",
     )
+    parser.add_argument(
+        "--keep-group-running",
+        action="store_true",
+        help="when a task of a group fails or is killed, let the others run (Mesos's "
+        "default executor kills them; the realmesos conformance suite expects them to run)",
+    )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -178,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch_flags=flags,
         terminal_ack_timeout=args.terminal_ack_timeout,
         keeper=ProcessKeeper(reap_orphans=True),
+        kill_group_on_failure=not args.keep_group_running,
     )
     log.info(
         "%s %s: executor %s of framework %s, agent at %s",
