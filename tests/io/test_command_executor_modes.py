@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -308,3 +309,32 @@ async def test_a_group_keeps_running_when_asked(tmp_path: pathlib.Path) -> None:
                 await agent.wait_terminal("fails", "goes-on")
     assert states(agent, "fails") == [STARTING, RUNNING, FAILED]
     assert states(agent, "goes-on") == [STARTING, RUNNING, FINISHED]
+
+
+async def test_orphans_are_reaped_and_exit_statuses_are_not_stolen() -> None:
+    # "daemon" leaves an orphan that exits by itself 0.3 s later: re-parented to the
+    # executor (a subreaper), it must be reaped (not left a zombie), while the
+    # executor's own children keep their exit statuses.
+    daemon = "(sleep 0.3 & echo $! > orphan.pid); exec sleep 30"
+    async with FakeAgent() as agent:
+        async with agent.spawn_executor([*EXECUTOR, "--stay-up"]) as process:
+            with trio.fail_after(20):
+                await agent.wait_subscribed()
+                await agent.launch(shell_task("daemon", daemon))
+                await agent.launch(shell_task("seven", "sleep 1.5; exit 7"))
+                await agent.wait_terminal("seven")
+                orphan = int(read_lines(task_dir(process.sandbox, "daemon") / "orphan.pid")[0])
+                await wait_until_gone_from_proc(orphan)
+                os.kill(process.pid, signal.SIGTERM)
+                assert await process.wait() == 0
+    assert last_message(agent, "seven") == "Command exited with status 7"
+    assert states(agent, "daemon") == [STARTING, RUNNING, KILLED]
+
+
+async def wait_until_gone_from_proc(pid: int) -> None:
+    """Until ``/proc/<pid>`` is gone: exited *and* reaped."""
+    with trio.fail_after(5):
+        while True:  # polling: nothing to wait on
+            if not pathlib.Path(f"/proc/{pid}").exists():
+                return
+            await trio.sleep(0.05)
