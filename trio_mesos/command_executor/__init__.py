@@ -131,8 +131,6 @@ from ._executor import DEFAULT_KILL_GRACE_PERIOD as DEFAULT_KILL_GRACE_PERIOD
 from ._executor import DEFAULT_TERMINAL_ACK_TIMEOUT as DEFAULT_TERMINAL_ACK_TIMEOUT
 from ._executor import MULTIPLE_TASKS_MESSAGE as MULTIPLE_TASKS_MESSAGE
 from ._executor import CommandExecutor as CommandExecutor
-from ._executor import Mode as Mode
-from ._executor import task_directory_name as task_directory_name
 from ._launch import LaunchFlags as LaunchFlags
 from ._processes import ProcessKeeper as ProcessKeeper
 from ._processes import describe_exit as describe_exit
@@ -141,6 +139,8 @@ from ._program import EXIT_OK as EXIT_OK
 from ._program import EXIT_USAGE as EXIT_USAGE
 from ._program import main as main
 from ._program import serve as serve
+from ._tasks import Mode as Mode
+from ._tasks import task_directory_name as task_directory_name
 
 __all__ = [
     "DEFAULT_KILL_GRACE_PERIOD",

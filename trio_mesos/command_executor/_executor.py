@@ -8,16 +8,12 @@ from the ``ExecutorInfo`` the agent sends; the rules of each mode come from
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
-import math
 import os
-import re
 import signal
 import socket
 from collections.abc import Mapping
-from typing import IO, Final
+from typing import Final
 
 import trio
 
@@ -25,13 +21,15 @@ import trio_mesos
 from trio_mesos.v1 import mesos_pb2
 
 from ._checks import Probe, ProbeResult, run_checks
-from ._health import CheckTracker, HealthCounter, empty_check_status
+from ._health import CheckTracker, HealthCounter
 from ._launch import LaunchFlags, task_command, task_environment, user_options
-from ._processes import ProcessKeeper, describe_exit, same_file
+from ._processes import ProcessKeeper, describe_exit
+from ._tasks import Mode, TaskRun, has_killing_capability, only_cancelled, task_directory_name
 
 __all__ = ["DEFAULT_KILL_GRACE_PERIOD", "DEFAULT_TERMINAL_ACK_TIMEOUT", "CommandExecutor", "Mode"]
 
 log = logging.getLogger("trio_mesos.command_executor")
+Reason = mesos_pb2.TaskStatus.Reason
 
 #: Grace between SIGTERM and SIGKILL when no kill policy says otherwise (both Mesos executors).
 DEFAULT_KILL_GRACE_PERIOD: Final = 3.0
@@ -45,71 +43,6 @@ SIGKILL_REAP_TIMEOUT: Final = 2.0
 _FAILSAFE_WORK: Final = "trio-mesos-executor:fail-safe"
 _SHUTDOWN_WORK: Final = "trio-mesos-executor:shutdown"
 MULTIPLE_TASKS_MESSAGE: Final = 'Attempted to run multiple tasks using a "command" executor'
-
-_UNSAFE_FILE_CHARACTERS: Final = re.compile(r"[^A-Za-z0-9._-]")
-Reason = mesos_pb2.TaskStatus.Reason
-
-
-def task_directory_name(task_id: str) -> str:
-    """The task's folder under ``tasks/``: ``web/1`` -> ``web_1``."""
-    name = _UNSAFE_FILE_CHARACTERS.sub("_", task_id)
-    return "_" + name if name in ("", ".", "..") else name
-
-
-class Mode(enum.Enum):
-    """Which Mesos executor this one stands in for."""
-
-    #: ``mesos-executor``: the agent's ``ExecutorInfo`` has no type (``getExecutorInfo`` in
-    #: ``src/slave/slave.cpp``), or the first LAUNCH brings the task whose id is the
-    #: executor id. One task; output in the sandbox's ``stdout``/``stderr``.
-    COMMAND = "command"
-    #: ``mesos-default-executor``: ``ExecutorInfo.type`` is DEFAULT. LAUNCH_GROUP only.
-    DEFAULT = "default"
-    #: Anything else: any number of LAUNCH and LAUNCH_GROUP.
-    CUSTOM = "custom"
-
-
-@dataclasses.dataclass(eq=False)
-class _TaskRun:
-    """What the executor knows about one task."""
-
-    info: mesos_pb2.TaskInfo
-    #: The task's ``MESOS_SANDBOX``, where its ``stdout`` and ``stderr`` go.
-    sandbox: str
-    #: The task's working directory.
-    cwd: str
-    #: Ids of the tasks of its LAUNCH_GROUP, or None.
-    group: tuple[str, ...] | None = None
-    #: The command executor's one task (output to the executor's sandbox files).
-    command_task: bool = False
-    process: trio.Process | None = None
-    running_sent: bool = False
-    killing_sent: bool = False
-    #: A kill is under way (KILL, a health check, max_completion_time, group, SHUTDOWN).
-    kill_requested: bool = False
-    #: When the first kill began (the grace of a later KILL counts from it).
-    kill_started: float | None = None
-    killed_by_health: bool = False
-    killed_by_completion: bool = False
-    #: The group is being killed because of this task or a sibling.
-    killing_group: bool = False
-    #: When the escalation sends SIGKILL (trio time); only ever moves earlier.
-    sigkill_at: float = math.inf
-    terminal_state: int | None = None
-    #: The last update sent (health and check updates are copies of it).
-    last_status: mesos_pb2.TaskStatus | None = None
-    changed: trio.Event = dataclasses.field(default_factory=trio.Event)
-    finished: trio.Event = dataclasses.field(default_factory=trio.Event)
-
-    @property
-    def task_id(self) -> str:
-        return self.info.task_id.value
-
-    def kill_by(self, deadline: float) -> None:
-        """Make the SIGKILL come no later than ``deadline``."""
-        if deadline < self.sigkill_at:
-            self.sigkill_at = deadline
-            self.changed.set()
 
 
 class CommandExecutor(trio_mesos.Executor):
@@ -160,7 +93,7 @@ class CommandExecutor(trio_mesos.Executor):
         #: Set when the executor ends the driver itself with a status of its own.
         self.exit_status: int | None = None
         self.exit_message: str | None = None
-        self._runs: dict[str, _TaskRun] = {}
+        self._runs: dict[str, TaskRun] = {}
         self._stop_at: float | None = None
         self._stopping = False
         #: The default executor's ``unhealthy``: a task was killed by its health check.
@@ -389,13 +322,13 @@ class CommandExecutor(trio_mesos.Executor):
         driver: trio_mesos.ExecutorDriver,
         task: mesos_pb2.TaskInfo,
         group: tuple[str, ...] | None,
-    ) -> _TaskRun:
+    ) -> TaskRun:
         sandbox = self.sandbox(driver)
         command_task = self.mode is Mode.COMMAND
         if not command_task:
             sandbox = os.path.join(sandbox, "tasks", task_directory_name(task.task_id.value))
         cwd = (command_task and self.launch_flags.working_directory) or sandbox
-        return _TaskRun(info=task, sandbox=sandbox, cwd=cwd, group=group, command_task=command_task)
+        return TaskRun(info=task, sandbox=sandbox, cwd=cwd, group=group, command_task=command_task)
 
     def _grace_period(
         self, task: mesos_pb2.TaskInfo, kill_policy: mesos_pb2.KillPolicy | None
@@ -409,7 +342,7 @@ class CommandExecutor(trio_mesos.Executor):
                 return max(0.0, policy.grace_period.nanoseconds / 1e9)
         return self.default_kill_grace_period
 
-    def _request_kill(self, run: _TaskRun, grace: float) -> None:
+    def _request_kill(self, run: TaskRun, grace: float) -> None:
         """Begin (or hasten) a kill: SIGKILL ``grace`` after the *first* kill began.
 
         ``kill(taskId, gracePeriod)`` in ``src/launcher/executor.cpp``: a later
@@ -428,7 +361,7 @@ class CommandExecutor(trio_mesos.Executor):
     def _send(
         self,
         driver: trio_mesos.ExecutorDriver,
-        run: _TaskRun,
+        run: TaskRun,
         state: int,
         message: str | None = None,
         reason: int | None = None,
@@ -436,18 +369,9 @@ class CommandExecutor(trio_mesos.Executor):
         """A state update made from scratch (``createTaskStatus`` of both executors)."""
         if run.terminal_state is not None:
             return
-        status = mesos_pb2.TaskStatus(state=state)  # type: ignore[arg-type]
-        status.task_id.CopyFrom(run.info.task_id)
-        if message:
-            status.message = message
-        if reason is not None:
-            status.reason = reason  # type: ignore[assignment]
-        if run.info.HasField("check"):
-            # Every update of a checked task carries a check_status, empty here.
-            status.check_status.CopyFrom(empty_check_status(run.info.check.type))
         terminal = trio_mesos.is_terminal(state)
-        if terminal and (run.killed_by_health or (self.mode is Mode.DEFAULT and self._unhealthy)):
-            status.healthy = False
+        unhealthy = run.killed_by_health or (self.mode is Mode.DEFAULT and self._unhealthy)
+        status = run.state_status(state, message, reason, unhealthy=terminal and unhealthy)
         log.info(
             "task %s: %s%s",
             run.task_id,
@@ -460,7 +384,7 @@ class CommandExecutor(trio_mesos.Executor):
             self._after_terminal(driver, run, state)
 
     def _forward(
-        self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, status: mesos_pb2.TaskStatus
+        self, driver: trio_mesos.ExecutorDriver, run: TaskRun, status: mesos_pb2.TaskStatus
     ) -> None:
         run.last_status = status
         driver.send_status_update(status)
@@ -468,7 +392,7 @@ class CommandExecutor(trio_mesos.Executor):
     def _send_copy(
         self,
         driver: trio_mesos.ExecutorDriver,
-        run: _TaskRun,
+        run: TaskRun,
         reason: int,
         *,
         healthy: bool | None = None,
@@ -478,18 +402,11 @@ class CommandExecutor(trio_mesos.Executor):
 
         Not once the task is being killed or has ended (``killed || terminated``).
         """
-        if run.kill_requested or run.terminal_state is not None or run.last_status is None:
-            return
-        status = mesos_pb2.TaskStatus()
-        status.CopyFrom(run.last_status)
-        status.reason = reason  # type: ignore[assignment]
-        if healthy is not None:
-            status.healthy = healthy
-        if check_status is not None:
-            status.check_status.CopyFrom(check_status)
-        self._forward(driver, run, status)
+        status = run.amended_status(reason, healthy=healthy, check_status=check_status)
+        if status is not None:
+            self._forward(driver, run, status)
 
-    def _after_terminal(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, state: int) -> None:
+    def _after_terminal(self, driver: trio_mesos.ExecutorDriver, run: TaskRun, state: int) -> None:
         if (
             run.group is not None
             and self.kill_group_on_failure
@@ -501,7 +418,7 @@ class CommandExecutor(trio_mesos.Executor):
         if self._exits_by_itself() and not self._live_count():
             driver.start_task(_FAILSAFE_WORK, self._fail_safe, driver)
 
-    def _kill_group(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun) -> None:
+    def _kill_group(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:
         """The default executor's restart policy (``waited`` in ``default_executor.cpp``).
 
         A task of a group that ends FAILED or KILLED kills the group's other
@@ -520,7 +437,7 @@ class CommandExecutor(trio_mesos.Executor):
                 self._request_kill(sibling, self.default_kill_grace_period)
                 driver.cancel_task(task_id)
 
-    def _launch(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun) -> None:
+    def _launch(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:
         task_id = run.task_id
         if task_id in self._runs:
             log.warning("task %s was launched already: LAUNCH ignored", task_id)
@@ -533,22 +450,22 @@ class CommandExecutor(trio_mesos.Executor):
         self._send(driver, run, mesos_pb2.TASK_STARTING)
         driver.start_task(task_id, self._run_task, driver, run)
 
-    async def _run_task(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun) -> None:
+    async def _run_task(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:
         try:
             await self._run_command(driver, run)
         except BaseException as exc:
             # Cancelled, or a nursery's group of Cancelled: the task is being killed.
-            if _only_cancelled(exc):
+            if only_cancelled(exc):
                 with trio.CancelScope(shield=True):
                     await self._kill(driver, run)
             raise
         finally:
             run.finished.set()
 
-    def _refuse(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, why: str) -> None:
+    def _refuse(self, driver: trio_mesos.ExecutorDriver, run: TaskRun, why: str) -> None:
         self._send(driver, run, mesos_pb2.TASK_FAILED, why, Reason.REASON_COMMAND_EXECUTOR_FAILED)
 
-    async def _run_command(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun) -> None:
+    async def _run_command(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:
         task = run.info
         flags = self.launch_flags
         refusal = flags.refusal()
@@ -578,7 +495,7 @@ class CommandExecutor(trio_mesos.Executor):
             log.warning("task %s: %s is a secret; secrets are not supported", run.task_id, name)
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            stdout, stderr = self._open_output(run)
+            stdout, stderr = run.open_output()
             try:
                 process = await self.keeper.spawn(
                     argv,
@@ -610,21 +527,11 @@ class CommandExecutor(trio_mesos.Executor):
         self.keeper.forget(process)
         await self.keeper.kill_leftovers(process.pid, run.sandbox)
         if run.kill_requested:
-            self._send(driver, run, *self._killed_outcome(run, returncode))
+            self._send(driver, run, *run.killed_outcome(returncode))
         elif returncode == 0:
             self._send(driver, run, mesos_pb2.TASK_FINISHED, describe_exit(returncode))
         else:
             self._send(driver, run, mesos_pb2.TASK_FAILED, describe_exit(returncode))
-
-    def _killed_outcome(self, run: _TaskRun, returncode: int | None) -> tuple[int, str, int | None]:
-        """State, message, reason of a task that was killed (``reaped`` in ``executor.cpp``)."""
-        if returncode is None:
-            message = "The command did not exit after SIGKILL"
-        else:
-            message = describe_exit(returncode)
-        if run.killed_by_completion:
-            return mesos_pb2.TASK_FAILED, message, Reason.REASON_MAX_COMPLETION_TIME_REACHED
-        return mesos_pb2.TASK_KILLED, message, None
 
     def _container_ip(self) -> str:
         """``MESOS_CONTAINER_IP``: libprocess's own IP (``LIBPROCESS_IP``, else the host's)."""
@@ -637,34 +544,10 @@ class CommandExecutor(trio_mesos.Executor):
                     self._ip = "127.0.0.1"
         return self._ip
 
-    def _open_output(self, run: _TaskRun) -> tuple[IO[bytes] | None, IO[bytes] | None]:
-        """Where the task's stdout and stderr go.
-
-        The command executor's task: the sandbox's ``stdout``/``stderr`` (the
-        executor's own when the agent opened them there: the task inherits them,
-        as ``mesos-executor``'s task does). Others: ``tasks/<id>/stdout|stderr``
-        (``tasks/<id>`` is the task's sandbox, as in the default executor).
-        """
-        os.makedirs(run.sandbox, exist_ok=True)
-        files: list[IO[bytes] | None] = []
-        try:
-            for fd, name in ((1, "stdout"), (2, "stderr")):
-                path = os.path.join(run.sandbox, name)
-                if run.command_task and same_file(fd, path):
-                    files.append(None)  # inherit the executor's own
-                else:
-                    files.append(open(path, "ab"))  # noqa: SIM115 - closed by the caller
-        except BaseException:
-            for file in files:
-                if file is not None:
-                    file.close()
-            raise
-        return files[0], files[1]
-
     # -- checks, health checks, max_completion_time ---------------------------------------
 
     def _start_checks(
-        self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, nursery: trio.Nursery
+        self, driver: trio_mesos.ExecutorDriver, run: TaskRun, nursery: trio.Nursery
     ) -> None:
         task = run.info
         base = self._base_environment()
@@ -723,7 +606,7 @@ class CommandExecutor(trio_mesos.Executor):
             nursery.start_soon(run_checks, probe, base, self.keeper, on_health)
 
     async def _completion_timer(
-        self, driver: trio_mesos.ExecutorDriver, run: _TaskRun, seconds: float
+        self, driver: trio_mesos.ExecutorDriver, run: TaskRun, seconds: float
     ) -> None:
         """``taskCompletionTimeout`` (``executor.cpp``): kill with no grace, end TASK_FAILED.
 
@@ -740,7 +623,7 @@ class CommandExecutor(trio_mesos.Executor):
 
     # -- killing -------------------------------------------------------------------------
 
-    async def _kill(self, driver: trio_mesos.ExecutorDriver, run: _TaskRun) -> None:
+    async def _kill(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:
         """The escalation, run shielded when the task's work is cancelled."""
         if run.terminal_state is not None:
             return
@@ -752,7 +635,7 @@ class CommandExecutor(trio_mesos.Executor):
             run.kill_by(self._stop_at)
         process = run.process
         if process is None:
-            state, _, reason = self._killed_outcome(run, None)
+            state, _, reason = run.killed_outcome(None)
             self._send(driver, run, state, "Killed before the command started", reason)
             return
         if (
@@ -760,7 +643,7 @@ class CommandExecutor(trio_mesos.Executor):
             and not run.killing_sent
             and not run.killed_by_completion
             and process.returncode is None
-            and _has_killing_capability(driver)
+            and has_killing_capability(driver.framework_info)
         ):
             run.killing_sent = True
             self._send(driver, run, mesos_pb2.TASK_KILLING)
@@ -777,9 +660,9 @@ class CommandExecutor(trio_mesos.Executor):
             nursery.cancel_scope.cancel()
         self.keeper.forget(process)
         await self.keeper.kill_leftovers(process.pid, run.sandbox)
-        self._send(driver, run, *self._killed_outcome(run, process.returncode))
+        self._send(driver, run, *run.killed_outcome(process.returncode))
 
-    async def _escalate(self, run: _TaskRun, done: trio.CancelScope) -> None:
+    async def _escalate(self, run: TaskRun, done: trio.CancelScope) -> None:
         while trio.current_time() < run.sigkill_at:
             run.changed = trio.Event()
             with trio.move_on_at(run.sigkill_at):
@@ -794,21 +677,8 @@ class CommandExecutor(trio_mesos.Executor):
         done.cancel()
 
     async def _shrink_when_driver_ends(
-        self, driver: trio_mesos.ExecutorDriver, run: _TaskRun
+        self, driver: trio_mesos.ExecutorDriver, run: TaskRun
     ) -> None:
         # An escalation must not outlive the driver by more than the shutdown bound.
         await driver.join()
         run.kill_by(self.begin_termination(driver))
-
-
-def _has_killing_capability(driver: trio_mesos.ExecutorDriver) -> bool:
-    info = driver.framework_info
-    wanted = mesos_pb2.FrameworkInfo.Capability.TASK_KILLING_STATE
-    return info is not None and any(c.type == wanted for c in info.capabilities)
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    inner = getattr(exc, "exceptions", None)  # an exception group (3.10: the backport)
-    if inner is None:
-        return isinstance(exc, trio.Cancelled)
-    return all(_only_cancelled(e) for e in inner)
