@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -109,6 +108,8 @@ def launch_flags_from_args(args: argparse.Namespace) -> LaunchFlags:
     """
     unsupported = {n: getattr(args, n) for n in _UNSUPPORTED if getattr(args, n) is not None}
     if args.task_launch_info is not None:
+        import json  # lazy: only with this flag
+
         try:
             info = json.loads(args.task_launch_info)
         except ValueError as exc:
