@@ -29,7 +29,6 @@ import dataclasses
 import logging
 import math
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urljoin, urlsplit
@@ -191,8 +190,8 @@ async def _command_probe(
             executable=executable,
             env=env,
             cwd=None,
-            stdout=sys.stderr.fileno(),
-            stderr=sys.stderr.fileno(),
+            stdout=2,  # the executor's stderr, as Mesos's Subprocess::FD(STDERR_FILENO)
+            stderr=2,
         )
     except OSError as exc:
         return f"Failed to create subprocess: {exc}"

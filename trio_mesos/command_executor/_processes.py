@@ -195,10 +195,6 @@ class ProcessKeeper:
         self._own: set[int] = set()
         self._spawning = 0
 
-    @property
-    def own_pids(self) -> frozenset[int]:
-        return frozenset(self._own)
-
     async def spawn(
         self,
         argv: Sequence[str],
