@@ -338,3 +338,21 @@ async def wait_until_gone_from_proc(pid: int) -> None:
             if not pathlib.Path(f"/proc/{pid}").exists():
                 return
             await trio.sleep(0.05)
+
+
+async def test_a_command_executor_exits_at_once_after_shutdown() -> None:
+    info = command_executor_info("solo")
+    async with FakeAgent(executor_id="solo", executor_info=info, shutdown_grace_period=5) as agent:
+        async with agent.spawn_executor(EXECUTOR) as process:
+            with trio.fail_after(20):
+                await agent.wait_subscribed()
+                await agent.launch(shell_task("solo", "exec sleep 30"))
+                await agent.wait_for_update("solo", mesos_pb2.TASK_RUNNING)
+                start = trio.current_time()
+                await agent.shutdown()
+                code = await process.wait()
+                elapsed = trio.current_time() - start
+    assert code == 0
+    # not held up until the driver's own deadline (4 s): nothing is left to wait for
+    assert elapsed < 2.0
+    assert states(agent, "solo") == [STARTING, RUNNING, KILLED]

@@ -415,7 +415,10 @@ class CommandExecutor(trio_mesos.Executor):
             and not run.killing_group
         ):
             self._kill_group(driver, run)
-        if self._exits_by_itself() and not self._live_count():
+        # Not while shutting down: the driver's SHUTDOWN waits for every task's work.
+        if self._exits_by_itself() and not (
+            self._live_count() or self._stopping or self.terminating
+        ):
             driver.start_task(_FAILSAFE_WORK, self._fail_safe, driver)
 
     def _kill_group(self, driver: trio_mesos.ExecutorDriver, run: TaskRun) -> None:

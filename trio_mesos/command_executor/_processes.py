@@ -186,8 +186,8 @@ class ProcessKeeper:
     It knows every pid it started and has not seen reaped, so that
     :meth:`reap_orphans` (enabled with ``reap_orphans=True``, in the program
     only: a library user's other children are not ours to reap) only ever
-    reaps re-parented orphans. Spawns hold a lock that the reaper respects, since
-    trio forks in a worker thread and the pid is known only afterwards.
+    reaps re-parented orphans. The reaper does nothing while a spawn is under
+    way, since trio forks in a worker thread and the pid is known only afterwards.
     """
 
     def __init__(self, *, reap_orphans: bool = False) -> None:
