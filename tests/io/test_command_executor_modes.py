@@ -162,14 +162,16 @@ async def test_the_grace_of_a_later_kill_counts_from_the_first(tmp_path: pathlib
 async def test_user_flag_switches_user_as_root_and_fails_the_task_otherwise(
     tmp_path: pathlib.Path,
 ) -> None:
-    flags = LaunchFlags(user="nobody")
+    flags = LaunchFlags(user="nobody", supplementary_groups=(4242,))
     async with FakeAgent() as agent, running(agent, tmp_path, launch_flags=flags):
         with trio.fail_after(20):
-            await agent.launch(shell_task("as-nobody", "id -u"))
+            await agent.launch(shell_task("as-nobody", "id -u; id -G"))
             await agent.wait_terminal("as-nobody")
     if os.geteuid() == 0:
         assert states(agent, "as-nobody") == [STARTING, RUNNING, FINISHED]
-        assert output(tmp_path, "as-nobody") == ["65534"]
+        uid, groups = output(tmp_path, "as-nobody")
+        assert uid == "65534"
+        assert "4242" in groups.split()
     else:
         assert states(agent, "as-nobody") == [STARTING, FAILED]
         assert "--user=nobody" in last_message(agent, "as-nobody")
