@@ -278,6 +278,8 @@ async def test_an_unsupported_launch_flag_fails_the_task_instead_of_running_it()
     ("argv", "env", "expected"),
     [
         (["--task_environment=not json"], {}, "--task_environment"),
+        ([], {"TRIO_MESOS_STREAM_IDLE_TIMEOUT": "soon"}, "TRIO_MESOS_STREAM_IDLE_TIMEOUT"),
+        (["--stream-idle-timeout=0"], {}, "idle timeout"),
         (
             [],
             {"LIBPROCESS_SSL_ENABLED": "1", "LIBPROCESS_SSL_CA_FILE": "/nonexistent/ca.pem"},
@@ -358,3 +360,22 @@ async def test_a_command_executor_exits_at_once_after_shutdown() -> None:
     # not held up until the driver's own deadline (4 s): nothing is left to wait for
     assert elapsed < 2.0
     assert states(agent, "solo") == [STARTING, RUNNING, KILLED]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(["--stream-idle-timeout=1"], {}), ([], {"TRIO_MESOS_STREAM_IDLE_TIMEOUT": "1"})],
+    ids=["flag", "environment"],
+)
+async def test_stall_detection_can_be_turned_on(argv: list[str], env: dict[str, str]) -> None:
+    # Without checkpointing a lost stream ends the executor: a stalled stream is
+    # noticed only with stall detection on (the flag, or the environment variable).
+    async with FakeAgent(checkpoint=False, heartbeat_interval=None) as agent:
+        async with agent.spawn_executor([*EXECUTOR, *argv], extra_env=env) as process:
+            with trio.fail_after(20):
+                await agent.wait_subscribed()
+                await agent.stall()
+                code = await process.wait()
+            log = process.stderr_path.read_text()
+    assert code != 0, log
+    assert "stalled" in log

@@ -28,6 +28,9 @@ EXIT_USAGE: Final = 2
 #: How often re-parented orphans are reaped.
 REAP_INTERVAL: Final = 1.0
 PROGRAM: Final = "trio-mesos-executor"
+#: Environment variable that turns stall detection on (seconds), as
+#: ``--stream-idle-timeout`` does.
+STALL_VARIABLE: Final = "TRIO_MESOS_STREAM_IDLE_TIMEOUT"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
         "if the agent never acknowledges it (default: %(default)g, as Mesos)",
     )
     parser.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="count the agent's event stream as lost after this long without a byte "
+        f"(stall detection; default: ${STALL_VARIABLE}, else off). The agent sends a "
+        "HEARTBEAT event every 30 minutes, so use more than 1800 (e.g. 2700)",
+    )
+    parser.add_argument(
         "--keep-group-running",
         action="store_true",
         help="when a task of a group fails or is killed, let the others run (Mesos's "
@@ -84,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve(
-    executor: CommandExecutor, config: trio_mesos.ExecutorConfig
+    executor: CommandExecutor,
+    config: trio_mesos.ExecutorConfig,
+    stream_idle_timeout: float | None = None,
 ) -> tuple[trio_mesos.Status, BaseException | None]:
     """Run ``executor`` until the driver ends; return its final status and error.
 
@@ -96,7 +110,9 @@ async def serve(
         AgentUnavailableError: the agent could not be reached or refused SUBSCRIBE.
         ConfigError: a setting is unusable (e.g. a TLS file).
     """
-    async with trio_mesos.open_executor_driver(executor, config=config) as driver:
+    async with trio_mesos.open_executor_driver(
+        executor, config=config, stream_idle_timeout=stream_idle_timeout
+    ) as driver:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_handle_signals, executor, driver)
             nursery.start_soon(_reap_orphans, executor.keeper)
@@ -173,6 +189,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.terminal_ack_timeout >= 0:
         _error("--terminal-ack-timeout must be >= 0")
         return EXIT_USAGE
+    idle = args.stream_idle_timeout
+    if idle is None and os.environ.get(STALL_VARIABLE, "").strip():
+        try:
+            idle = float(os.environ[STALL_VARIABLE])
+        except ValueError:
+            _error(f"{STALL_VARIABLE}: not a number of seconds: {os.environ[STALL_VARIABLE]!r}")
+            return EXIT_USAGE
+    if idle is not None and not idle > 0:
+        _error("the stream idle timeout must be > 0 seconds")
+        return EXIT_USAGE
     # The tasks must not inherit the secret (the C++ library does the same).
     os.environ.pop(TOKEN_VARIABLE, None)
     if not set_child_subreaper():
@@ -195,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.agent_url(),
     )
     try:
-        status, error = trio.run(serve, executor, config)
+        status, error = trio.run(serve, executor, config, idle)
     except trio_mesos.AgentUnavailableError as exc:
         _error(f"cannot work with the agent: {exc}")
         return EXIT_ABORTED
