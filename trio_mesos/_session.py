@@ -5,18 +5,47 @@ Theory of operation
 The executor's side of the connection follows the C++ v1 library and the
 agent's recovery rules (PROTOCOL.md §3.8, §4.3):
 
-* The first connection must succeed: a failure to reach the agent at all ends
-  the executor (the C++ library injects SHUTDOWN even with checkpointing).
+* The first connection must succeed: until the agent has answered once, any
+  failure (no connection, a TLS refusal, a close or a first event other than
+  SUBSCRIBED/SHUTDOWN) ends the session at once (the C++ library injects
+  SHUTDOWN even with checkpointing; the executor's block never ran).
 * SUBSCRIBE answered with 503 (agent recovering) or 404 (routes not ready) is
-  tried again after a backoff; any other refusal (400, 401, 403, ...) ends the
-  session with the agent's answer as the error.
+  tried again after a backoff; on a re-SUBSCRIBE other transient answers
+  (other 5xx, 1xx, 3xx) are too; any other refusal ends the session with the
+  agent's answer as the error (:mod:`._answers` has the table).
 * When the stream is lost after subscribing: with ``MESOS_CHECKPOINT=1`` keep
   everything, reconnect at once, then after delays uniform in
   ``[0, MESOS_SUBSCRIPTION_BACKOFF_MAX]``, until ``MESOS_RECOVERY_TIMEOUT``
   after the loss -- one deadline per outage, not moved by failed attempts.
-  Without checkpointing: shut down at once.
-* SHUTDOWN (from the agent) starts the shutdown grace; a later end of stream
-  is not an outage (the real agent keeps the stream open after SHUTDOWN).
+  Without checkpointing: give up at once.
+* SHUTDOWN (from the agent) starts the shutdown grace, during ``stop()`` too
+  (the earliest bound wins); a later end of stream is not an outage (the real
+  agent keeps the stream open after SHUTDOWN).
+* Giving up on the agent (recovery timeout, loss without checkpointing, a
+  re-SUBSCRIBE refused for good) is the state *lost*: the ``shutdown`` and
+  ``error`` callbacks get the shutdown grace, as after a SHUTDOWN, and the
+  session then ends ``DRIVER_ABORTED``.
+
+Ends and their bounds
+---------------------
+The session decides when the driver ends, and by when at the latest. The
+timers :data:`END_TIMERS` (the shutdown grace, the stop drain) are *bounds*:
+the shell carries them out as the deadline of the driver's cancel scope, not
+as a wake-up, so they hold whatever user code does. Before a bound, the shell
+reports what is left to wait for with :class:`Drained` (unacknowledged
+updates, the event stream, the ``shutdown`` callback, callbacks and task
+work still running); the session decides whether that is drained:
+
+* *stopping*: no unacknowledged update, or the event stream (where
+  acknowledgements arrive) is down and no update waits to be accepted that
+  still can be;
+* *shutting down*: as *stopping*, and the ``shutdown`` callback has returned
+  and nothing else runs;
+* *lost*: the ``shutdown`` callback has returned and nothing else runs.
+
+The shutdown grace is session state: the environment's grace (minus the
+driver's margin) at first, the shorter ``ExecutorInfo.shutdown_grace_period``
+once SUBSCRIBED carries one (:class:`SubscribedEvent`).
 
 The machine is pure: the shell feeds it :class:`Input` values with the
 current time and carries out the returned :class:`Action` values (open a
@@ -31,10 +60,12 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from ._answers import Verdict, classify
 from ._backoff import Backoff, RecoveryTimer
 from ._status import Status
 
 __all__ = [
+    "END_TIMERS",
     "TRANSITIONS",
     "Action",
     "Input",
@@ -54,6 +85,7 @@ class State(enum.Enum):
     DISCONNECTED = "disconnected"
     SHUTTING_DOWN = "shutting down"
     STOPPING = "stopping"
+    LOST = "lost"
     STOPPED = "stopped"
     ABORTED = "aborted"
 
@@ -70,6 +102,11 @@ class Timer(enum.Enum):
     RECOVERY = "recovery"
     SHUTDOWN_GRACE = "shutdown grace"
     STOP_DRAIN = "stop drain"
+
+
+#: Timers that bound the end of the driver: the shell makes them the deadline
+#: of the driver's cancel scope (the earliest one wins).
+END_TIMERS: Final = frozenset({Timer.SHUTDOWN_GRACE, Timer.STOP_DRAIN})
 
 
 # -- inputs -----------------------------------------------------------------
@@ -126,24 +163,22 @@ class SubscribeRefused(Input):
     reason: str
     kind: ClassVar[InputKind] = InputKind.SUBSCRIBE_REFUSED
 
-    @property
-    def retryable(self) -> bool:
-        """503 (agent recovering) and 404 (routes not installed yet) are retried."""
-        return self.status_code in (503, 404)
-
-    @property
-    def transient(self) -> bool:
-        """Other 5xx, 3xx (redirects are not followed) and 1xx: not the agent's
-        answer to an executor it knows. Retried when re-subscribing after an
-        outage (nothing may be dropped then); the first SUBSCRIBE ends clearly."""
-        code = self.status_code
-        return code >= 500 or code < 200 or 300 <= code < 400
+    def retried(self, *, resubscribe: bool) -> bool:
+        """Whether SUBSCRIBE is tried again (:func:`._answers.classify`)."""
+        verdict = classify(self.status_code, subscribe=True, resubscribe=resubscribe)
+        return verdict is Verdict.RETRY
 
 
 @dataclass(frozen=True, slots=True)
 class SubscribedEvent(Input):
-    """SUBSCRIBED arrived on the stream."""
+    """SUBSCRIBED arrived on the stream.
 
+    ``shutdown_grace``: the seconds from SHUTDOWN to the end that
+    ``ExecutorInfo.shutdown_grace_period`` allows (minus the driver's margin),
+    or None; the session keeps the shorter of it and its own.
+    """
+
+    shutdown_grace: float | None = None
     kind: ClassVar[InputKind] = InputKind.SUBSCRIBED
 
 
@@ -186,9 +221,36 @@ class AbortRequested(Input):
 
 @dataclass(frozen=True, slots=True)
 class Drained(Input):
-    """Nothing is left to wait for (no unacknowledged update; callbacks done)."""
+    """What is left to wait for; the session decides whether the end has come.
 
+    The defaults describe nothing left at all.
+
+    Attributes:
+        unacknowledged: updates the agent has not acknowledged.
+        sending: of those, updates not accepted yet that may still be (calls
+            can go out).
+        stream_up: the event stream (where acknowledgements arrive) is open.
+        shutdown_done: the ``shutdown`` callback has returned (or never ran).
+        busy: a callback runs or is queued, or task work runs.
+    """
+
+    unacknowledged: int = 0
+    sending: int = 0
+    stream_up: bool = True
+    shutdown_done: bool = True
+    busy: bool = False
     kind: ClassVar[InputKind] = InputKind.DRAINED
+
+    def drained(self, state: State) -> bool:
+        """Whether nothing is left to wait for in ``state``."""
+        # Without the event stream no ACK can come, but updates may still be accepted.
+        acks_done = self.unacknowledged == 0 or (not self.stream_up and self.sending == 0)
+        if state is State.STOPPING:
+            return acks_done
+        idle = self.shutdown_done and not self.busy
+        if state is State.SHUTTING_DOWN:
+            return idle and acks_done
+        return idle  # State.LOST: nothing can be acknowledged any more
 
 
 # -- actions ----------------------------------------------------------------
@@ -207,6 +269,15 @@ class OpenConnection(Action):
 @dataclass(frozen=True, slots=True)
 class SendSubscribe(Action):
     """Send SUBSCRIBE with the ledger's current lists."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnableCalls(Action):
+    """SHUTDOWN came first on a stream: calls may go out without SUBSCRIBED.
+
+    The agent did not process our lists, but it accepts calls from a
+    terminating executor, so the tasks' last updates still go out as UPDATEs.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +317,7 @@ class NotifyDisconnected(Action):
 
 @dataclass(frozen=True, slots=True)
 class NotifyShutdown(Action):
-    """Run ``shutdown``: kill every task and report them."""
+    """Cancel every task's work, then run ``shutdown``: kill every task and report them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +333,8 @@ class Finish(Action):
 
     status: Status
     error: str | None = None
+    #: The HTTP status of the refusal that ended the session, if one did.
+    status_code: int | None = None
 
 
 # -- the table --------------------------------------------------------------
@@ -279,30 +352,36 @@ TRANSITIONS: Final[dict[State, dict[InputKind, frozenset[State]]]] = {
     },
     _S.CONNECTING: {
         _I.CONNECTED: frozenset({_S.SUBSCRIBING}),
-        _I.CONNECT_FAILED: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.ABORTED}),
-        _I.TIMER: frozenset({_S.ABORTED}),
+        _I.CONNECT_FAILED: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.LOST, _S.ABORTED}),
+        _I.TIMER: frozenset({_S.LOST}),
     },
     _S.SUBSCRIBING: {
         _I.SUBSCRIBED: frozenset({_S.SUBSCRIBED}),
         _I.SHUTDOWN: frozenset({_S.SHUTTING_DOWN}),
-        _I.SUBSCRIBE_REFUSED: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.ABORTED}),
-        _I.STREAM_LOST: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.ABORTED}),
-        _I.TIMER: frozenset({_S.ABORTED}),
+        _I.SUBSCRIBE_REFUSED: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.LOST, _S.ABORTED}),
+        _I.STREAM_LOST: frozenset({_S.DISCONNECTED, _S.CONNECTING, _S.LOST, _S.ABORTED}),
+        _I.TIMER: frozenset({_S.LOST}),
     },
     _S.SUBSCRIBED: {
         _I.SHUTDOWN: frozenset({_S.SHUTTING_DOWN}),
-        _I.STREAM_LOST: frozenset({_S.CONNECTING, _S.ABORTED}),
+        # the first attempt after a loss is immediate (the backoff was reset)
+        _I.STREAM_LOST: frozenset({_S.CONNECTING, _S.LOST}),
     },
     _S.DISCONNECTED: {
-        _I.TIMER: frozenset({_S.CONNECTING, _S.ABORTED}),
+        _I.TIMER: frozenset({_S.CONNECTING, _S.LOST}),
     },
     _S.SHUTTING_DOWN: {
         _I.TIMER: frozenset({_S.STOPPED}),
         _I.DRAINED: frozenset({_S.STOPPED}),
     },
     _S.STOPPING: {
+        _I.SHUTDOWN: frozenset({_S.SHUTTING_DOWN}),
         _I.TIMER: frozenset({_S.STOPPED}),
         _I.DRAINED: frozenset({_S.STOPPED}),
+    },
+    _S.LOST: {
+        _I.TIMER: frozenset({_S.ABORTED}),
+        _I.DRAINED: frozenset({_S.ABORTED}),
     },
     _S.STOPPED: {},
     _S.ABORTED: {},
@@ -310,7 +389,9 @@ TRANSITIONS: Final[dict[State, dict[InputKind, frozenset[State]]]] = {
 for _state in State:
     if not _state.final:
         TRANSITIONS[_state][_I.ABORT] = frozenset({_S.ABORTED})
-        if _state is not _S.STOPPING:
+        if _state is _S.LOST:
+            TRANSITIONS[_state][_I.STOP] = frozenset({_S.ABORTED})
+        elif _state is not _S.STOPPING:
             TRANSITIONS[_state][_I.STOP] = frozenset(
                 {_S.STOPPED if _state is _S.IDLE else _S.STOPPING}
             )
@@ -324,8 +405,9 @@ class Session:
         checkpoint: ``MESOS_CHECKPOINT=1``: reconnect after a loss.
         recovery_timeout: seconds an outage may last (``MESOS_RECOVERY_TIMEOUT``).
         backoff: reconnect delays (``MESOS_SUBSCRIPTION_BACKOFF_MAX``).
-        shutdown_grace: seconds from SHUTDOWN to the end of the session (the
-            driver passes the grace period minus its safety margin).
+        shutdown_grace: seconds from SHUTDOWN (or giving up on the agent) to
+            the end at the latest (the driver passes the environment's grace
+            period minus its safety margin; SUBSCRIBED may shorten it).
         stop_drain_timeout: seconds ``stop()`` waits for unacknowledged updates.
     """
 
@@ -343,6 +425,8 @@ class Session:
         self.shutdown_grace = shutdown_grace
         self.stop_drain_timeout = stop_drain_timeout
         self.state = State.IDLE
+        #: The agent answered a SUBSCRIBE at least once (any answer): from
+        #: then on, failures follow the recovery rules instead of ending at once.
         self.ever_connected = False
         self.ever_subscribed = False
         self.error: str | None = None
@@ -353,6 +437,8 @@ class Session:
         self.attempts = 0
         self._recovery = RecoveryTimer(recovery_timeout)
         self._in_outage = False
+        #: Why the agent is lost for good (state *lost*), or None.
+        self.lost_error: str | None = None
 
     def handle(self, event: Input, now: float) -> list[Action]:
         """Feed one input; return the actions to carry out, in order."""
@@ -368,38 +454,49 @@ class Session:
     # -- handlers ------------------------------------------------------------
 
     def _dispatch(self, event: Input, now: float) -> list[Action]:
-        if isinstance(event, AbortRequested):
-            return self._finish(Status.DRIVER_ABORTED, None, close=True)
-        if isinstance(event, StopRequested):
-            return self._stop(now)
         state = self.state
+        if isinstance(event, AbortRequested):
+            return self._finish(Status.DRIVER_ABORTED, self.lost_error, close=True)
+        if isinstance(event, StopRequested):
+            if state is State.LOST:
+                # Nothing can be acknowledged any more: stop ends at once.
+                return self._finish(Status.DRIVER_ABORTED, self.lost_error, close=True)
+            return self._stop(now)
         if isinstance(event, Start):
             return self._connect()
         if isinstance(event, Connected):
-            self.ever_connected = True
             self.state = State.SUBSCRIBING
             return [SendSubscribe()]
+        if isinstance(event, (ConnectFailed, StreamLost)) and not self.ever_connected:
+            # The first connection failed before the agent answered at all.
+            return self._finish(
+                Status.DRIVER_ABORTED, f"cannot connect to the agent: {event.reason}", close=True
+            )
         if isinstance(event, ConnectFailed):
-            if not self.ever_connected:
-                return self._finish(
-                    Status.DRIVER_ABORTED, f"cannot connect to the agent: {event.reason}"
-                )
             if not self.checkpoint:
                 # Only a SUBSCRIBE refused with 503/404 is retried without
                 # checkpointing; a lost connection ends the executor (§4.3).
-                return self._give_up_without_checkpoint(event.reason)
+                return self._give_up_without_checkpoint(event.reason, now)
             return self._retry_later(now)
         if isinstance(event, SubscribeRefused):
-            if event.retryable or (self.ever_subscribed and event.transient):
+            self.ever_connected = True
+            if event.retried(resubscribe=self.ever_subscribed):
                 return [CloseConnection(), *self._retry_later(now)]
             message = f"the agent refused SUBSCRIBE: {event.reason}"
-            return [NotifyError(message), *self._finish(Status.DRIVER_ABORTED, message, True)]
+            if not self.ever_subscribed:
+                return self._finish(
+                    Status.DRIVER_ABORTED, message, close=True, status_code=event.status_code
+                )
+            return [CloseConnection(), *self._give_up(message, now)]
         if isinstance(event, SubscribedEvent):
-            return self._subscribed()
+            return self._subscribed(event)
         if isinstance(event, ShutdownEvent):
+            self.ever_connected = True
+            calls: list[Action] = [EnableCalls()] if state is State.SUBSCRIBING else []
             self.state = State.SHUTTING_DOWN
             return [
                 *self._end_outage(),
+                *calls,
                 CancelTimer(Timer.RECONNECT),
                 NotifyShutdown(),
                 SetTimer(Timer.SHUTDOWN_GRACE, now + self.shutdown_grace),
@@ -407,23 +504,29 @@ class Session:
         if isinstance(event, StreamLost):
             return self._lost(event.reason, now)
         if isinstance(event, TimerFired):
-            if state in (State.SHUTTING_DOWN, State.STOPPING):
-                # A stop() during the shutdown grace keeps the grace's deadline:
-                # the agent destroys the container then anyway.
-                if event.timer in (Timer.SHUTDOWN_GRACE, Timer.STOP_DRAIN):
-                    return self._finish(Status.DRIVER_STOPPED, None, close=True)
+            if state in (State.SHUTTING_DOWN, State.STOPPING, State.LOST):
+                # A stop() during the shutdown grace keeps the grace's deadline
+                # (the agent destroys the container then anyway): the earliest
+                # bound wins.
+                if event.timer in END_TIMERS:
+                    status = Status.DRIVER_ABORTED if state is State.LOST else Status.DRIVER_STOPPED
+                    return self._finish(status, self.lost_error, close=True)
                 return []
             if event.timer is Timer.RECOVERY and self._in_outage:
+                again = "re-" if self.ever_subscribed else ""
                 message = (
-                    f"could not re-subscribe to the agent within the recovery timeout "
+                    f"could not {again}subscribe to the agent within the recovery timeout "
                     f"({self._recovery.timeout:g} s)"
                 )
-                return [NotifyShutdown(), *self._finish(Status.DRIVER_ABORTED, message, True)]
+                return [CloseConnection(), *self._give_up(message, now)]
             if event.timer is Timer.RECONNECT and state is State.DISCONNECTED:
                 return self._connect()
             return []
         if isinstance(event, Drained):
-            return self._finish(Status.DRIVER_STOPPED, None, close=True)
+            if not event.drained(state):
+                return []
+            status = Status.DRIVER_ABORTED if state is State.LOST else Status.DRIVER_STOPPED
+            return self._finish(status, self.lost_error, close=True)
         raise AssertionError(f"unhandled input {event!r}")  # pragma: no cover
 
     def _connect(self) -> list[Action]:
@@ -441,15 +544,28 @@ class Session:
 
     def _lost(self, reason: str, now: float) -> list[Action]:
         if not self.checkpoint:
-            return [CloseConnection(), *self._give_up_without_checkpoint(reason)]
+            return [CloseConnection(), *self._give_up_without_checkpoint(reason, now)]
         actions: list[Action] = [CloseConnection()]
         if self.ever_subscribed and not self._in_outage:
             actions.append(NotifyDisconnected())
         return actions + self._retry_later(now)
 
-    def _give_up_without_checkpoint(self, reason: str) -> list[Action]:
+    def _give_up_without_checkpoint(self, reason: str, now: float) -> list[Action]:
         message = f"lost the connection to the agent and checkpointing is off: {reason}"
-        return [NotifyShutdown(), *self._finish(Status.DRIVER_ABORTED, message)]
+        return self._give_up(message, now)
+
+    def _give_up(self, message: str, now: float) -> list[Action]:
+        """The agent is lost for good: ``error`` and ``shutdown`` get the grace, then ABORTED."""
+        self.state = State.LOST
+        self.lost_error = message
+        self._in_outage = False
+        self._recovery.end()
+        return [
+            *[CancelTimer(t) for t in (Timer.RECONNECT, Timer.RECOVERY)],
+            NotifyError(message),
+            NotifyShutdown(),
+            SetTimer(Timer.SHUTDOWN_GRACE, now + self.shutdown_grace),
+        ]
 
     def _begin_outage(self, now: float) -> list[Action]:
         if self._in_outage:
@@ -468,8 +584,11 @@ class Session:
         self._recovery.end()
         return [CancelTimer(Timer.RECOVERY)]
 
-    def _subscribed(self) -> list[Action]:
+    def _subscribed(self, event: SubscribedEvent) -> list[Action]:
         self.state = State.SUBSCRIBED
+        self.ever_connected = True
+        if event.shutdown_grace is not None:
+            self.shutdown_grace = max(0.0, min(self.shutdown_grace, event.shutdown_grace))
         self.backoff.reset()
         notify: Action = NotifyReregistered() if self.ever_subscribed else NotifyRegistered()
         self.ever_subscribed = True
@@ -485,10 +604,17 @@ class Session:
             SetTimer(Timer.STOP_DRAIN, now + self.stop_drain_timeout),
         ]
 
-    def _finish(self, status: Status, error: str | None, close: bool = False) -> list[Action]:
+    def _finish(
+        self,
+        status: Status,
+        error: str | None,
+        close: bool = False,
+        status_code: int | None = None,
+    ) -> list[Action]:
         self.state = State.ABORTED if status is Status.DRIVER_ABORTED else State.STOPPED
         self.status = status
         self.error = error
         self._in_outage = False
         cancels: list[Action] = [CancelTimer(t) for t in Timer]
-        return [*cancels, *([CloseConnection()] if close else []), Finish(status, error)]
+        closing: list[Action] = [CloseConnection()] if close else []
+        return [*cancels, *closing, Finish(status, error, status_code)]
