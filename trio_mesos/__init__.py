@@ -7,16 +7,17 @@ and no signal handlers, and it can be imported from any thread.
 from ._config import ExecutorConfig as ExecutorConfig
 from ._config import TLSConfig as TLSConfig
 from ._driver import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
-from ._driver import CallRejectedError as CallRejectedError
 from ._driver import DriverStatistics as DriverStatistics
 from ._driver import ExecutorDriver as ExecutorDriver
-from ._driver import JoinFromCallbackError as JoinFromCallbackError
 from ._driver import open_executor_driver as open_executor_driver
 from ._driver import run_executor as run_executor
 from ._errors import AgentUnavailableError as AgentUnavailableError
+from ._errors import CallRejectedError as CallRejectedError
 from ._errors import ConfigError as ConfigError
 from ._errors import DriverClosedError as DriverClosedError
+from ._errors import JoinFromCallbackError as JoinFromCallbackError
 from ._errors import LocalProtocolError as LocalProtocolError
+from ._errors import MessageQueueFullError as MessageQueueFullError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._errors import TrioMesosError as TrioMesosError
@@ -42,6 +43,7 @@ __all__ = [
     "ExecutorDriver",
     "JoinFromCallbackError",
     "LocalProtocolError",
+    "MessageQueueFullError",
     "ProtocolError",
     "RemoteProtocolError",
     "Status",

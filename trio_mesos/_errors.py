@@ -9,6 +9,9 @@ Hierarchy (STYLE.md §3.4)::
         RemoteProtocolError         the agent sent something the protocol forbids
       DriverClosedError             the driver was used after it ended
       AgentUnavailableError         the agent could not be reached / re-subscribed to
+      CallRejectedError             the agent refused a call for good (4xx)
+      MessageQueueFullError         too many framework messages wait to be sent
+      JoinFromCallbackError         join() awaited inside an executor callback
     TrioMesosInternalError          a bug in trio_mesos; never caught internally
 
 Every exception keeps its data in attributes, has a readable ``str()`` and
@@ -22,6 +25,9 @@ from collections.abc import Sequence
 
 __all__ = [
     "AgentUnavailableError",
+    "CallRejectedError",
+    "JoinFromCallbackError",
+    "MessageQueueFullError",
     "ConfigError",
     "DriverClosedError",
     "LocalProtocolError",
@@ -111,6 +117,42 @@ class AgentUnavailableError(TrioMesosError):
 
     def __str__(self) -> str:
         return self.msg
+
+
+class CallRejectedError(TrioMesosError):
+    """The agent refused a call for good (a 4xx answer).
+
+    Attributes:
+        status_code: the HTTP status.
+        body: the agent's explanation.
+    """
+
+    def __init__(self, msg: str, status_code: int, body: str) -> None:
+        self.msg = msg
+        self.status_code = status_code
+        self.body = body
+        super().__init__(msg, status_code, body)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+class MessageQueueFullError(TrioMesosError):
+    """A framework message was refused: the queue of messages waiting to be sent is full.
+
+    The queue holds ``MESSAGE_QUEUE_SIZE`` (1,024) messages; a message that
+    does not fit is dropped (the ones already queued keep their place and
+    their order). ``await driver.message(...)`` gives back-pressure instead.
+    """
+
+
+class JoinFromCallbackError(TrioMesosError, RuntimeError):
+    """``join()`` was awaited inside an executor callback.
+
+    The callback runs inside the driver, whose end cancels it: a ``join()``
+    there could never return the final status (call ``stop()`` and return
+    instead).
+    """
 
 
 class TrioMesosInternalError(Exception):

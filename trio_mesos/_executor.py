@@ -27,7 +27,9 @@ class Executor:
     work belongs in :meth:`ExecutorDriver.start_task`, not in a callback.
 
     A callback that raises ends the driver: the exception comes out of
-    :func:`~trio_mesos.open_executor_driver` as itself.
+    :func:`~trio_mesos.open_executor_driver` as itself. When the driver's end
+    is decided, queued callbacks never start, and the one running is
+    cancelled at the end's bound (see :class:`~trio_mesos.ExecutorDriver`).
     """
 
     async def registered(
@@ -76,10 +78,14 @@ class Executor:
         """MESSAGE: opaque bytes from the framework's scheduler."""
 
     async def shutdown(self, driver: ExecutorDriver) -> None:
-        """SHUTDOWN (or recovery given up): kill every task and report them.
+        """SHUTDOWN (or the agent lost for good): kill every task and report them.
 
         Work started with ``driver.start_task`` has already been cancelled.
-        Status updates still go out while the grace period lasts.
+        After a SHUTDOWN, status updates still go out while the grace period
+        lasts; when the agent is lost for good nothing reaches it any more
+        (awaiting ``driver.update`` raises ``AgentUnavailableError`` at once).
+        Either way the driver ends at the latest one second before the grace
+        period runs out, cancelling this callback if it still runs.
         """
 
     async def error(self, driver: ExecutorDriver, message: str) -> None:

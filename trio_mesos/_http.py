@@ -349,6 +349,12 @@ async def _next_event(stream: trio.abc.Stream, parser: h11.Connection) -> h11.Ev
         try:
             event = parser.next_event()
         except h11.RemoteProtocolError as exc:
+            pending, closed = parser.trailing_data
+            if closed:
+                # h11 reports an end of stream where a response (or its rest)
+                # was due as a protocol error: the agent closed the connection.
+                where = "mid-answer" if pending else "before answering"
+                raise TransportError(f"the agent closed the connection {where}") from None
             raise RemoteProtocolError(f"invalid HTTP from the agent: {exc}") from None
         if event is h11.NEED_DATA:
             try:

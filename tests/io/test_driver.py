@@ -27,7 +27,7 @@ from trio_mesos.v1 import executor_pb2, mesos_pb2
 from .helpers import Recorder, driver_options, make_task, status
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 RUNNING, FINISHED, KILLED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_KILLED
 
@@ -151,7 +151,8 @@ async def test_leaving_the_block_waits_for_pending_acks(
         # the ACK came 3 s after the update, and the driver waited for it
         assert trio.current_time() - start == pytest.approx(3.0, abs=0.1)
         assert driver.statistics().unacknowledged_updates == 0
-        assert "acknowledged" in executor.names()
+        # the end came with the drain: the last ACK's callback never started
+        assert "acknowledged" not in executor.names()
 
 
 async def test_leaving_the_block_waits_at_most_stop_timeout(
@@ -718,7 +719,8 @@ async def test_401_is_a_clear_error_on_entry() -> None:
                 pytest.fail("the block must not run")  # pragma: no cover
     assert "401" in str(info.value)
     assert "a-wrong-token" not in str(info.value)
-    assert executor.names() == ["error"]
+    # the block never ran, and neither does any callback (the error is the exception)
+    assert executor.names() == []
 
 
 async def test_the_token_is_sent_and_never_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -772,32 +774,38 @@ async def test_the_environment_is_read_and_the_token_removed(
 
 
 def test_the_exception_policy_of_the_context_manager() -> None:
-    from trio_mesos._driver import _DriverFailure, _raise_group
+    from trio_mesos._exits import raise_outcome
 
     class Other(Exception):
         pass
 
     one = BaseExceptionGroup("g", [Boom("only")])
     with pytest.raises(Boom, match="only"):
-        _raise_group(one)
+        raise_outcome(one, [])
     # what the driver's tasks raised is unwrapped, with the block's Cancelled ignored
-    ours = BaseExceptionGroup(
-        "g", [_DriverFailure("tasks", [Boom("deep")]), trio.Cancelled._create()]
-    )
+    deep = Boom("deep")
+    ours = BaseExceptionGroup("g", [BaseExceptionGroup("tasks", [deep]), trio.Cancelled._create()])
     with pytest.raises(Boom, match="deep"):
-        _raise_group(ours)
+        raise_outcome(ours, [deep])
     # a group the block raised itself is passed on as it is
     theirs = BaseExceptionGroup("inner", [Boom("a"), Other("b")])
     with pytest.raises(BaseExceptionGroup) as group_info:
-        _raise_group(BaseExceptionGroup("g", [theirs]))
+        raise_outcome(BaseExceptionGroup("g", [theirs]), [])
     assert group_info.value is theirs
     with pytest.raises(KeyboardInterrupt):
-        _raise_group(BaseExceptionGroup("g", [Boom("x"), KeyboardInterrupt()]))
+        raise_outcome(BaseExceptionGroup("g", [Boom("x"), KeyboardInterrupt()]), [])
+    interrupt = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):
-        _raise_group(BaseExceptionGroup("g", [_DriverFailure("t", [KeyboardInterrupt()])]))
-    with pytest.raises(trio_mesos.TrioMesosInternalError) as info:
-        _raise_group(BaseExceptionGroup("g", [Boom("a"), _DriverFailure("t", [Other("b")])]))
-    assert isinstance(info.value.__cause__, BaseExceptionGroup)
+        raise_outcome(
+            BaseExceptionGroup("g", [BaseExceptionGroup("t", [interrupt])]), [interrupt]
+        )
+    # several user exceptions: one ExceptionGroup of exactly those, no private class
+    a, b = Boom("a"), Other("b")
+    with pytest.raises(ExceptionGroup) as info:
+        raise_outcome(BaseExceptionGroup("g", [a, BaseExceptionGroup("t", [b])]), [b])
+    assert list(info.value.exceptions) == [a, b]
+    assert info.value.__cause__ is None
+    assert not any(type(e).__module__.startswith("trio_mesos") for e in info.value.exceptions)
 
 
 async def test_a_group_raised_by_the_block_comes_out_unchanged() -> None:
@@ -809,12 +817,17 @@ async def test_a_group_raised_by_the_block_comes_out_unchanged() -> None:
     assert [type(e) for e in info.value.exceptions] == [Boom]
 
 
-async def test_abort_while_the_driver_finishes_ends_it_at_once() -> None:
+async def test_stop_with_nothing_pending_cancels_a_callback_that_never_returns() -> None:
     release = trio.Event()
+    cancelled = []
 
     class Slow(trio_mesos.Executor):
         async def acknowledged(self, driver, task_id, uuid):  # type: ignore[no-untyped-def]
-            await release.wait()  # a callback that does not return by itself
+            try:
+                await release.wait()  # a callback that does not return by itself
+            except trio.Cancelled:
+                cancelled.append(uuid)
+                raise
 
     async with FakeAgent() as agent:
         async with trio_mesos.open_executor_driver(Slow(), **driver_options(agent)) as driver:
@@ -824,11 +837,13 @@ async def test_abort_while_the_driver_finishes_ends_it_at_once() -> None:
             uuid = await driver.update(status("t1", FINISHED))
             await agent.wait_event(executor_pb2.Event.ACKNOWLEDGED)
             await trio.sleep(0.01)
-            driver.stop()  # nothing pending: the session is over; the callback still runs
+            # nothing pending: the drain is complete, so the end comes at once and
+            # the callback that never returns is cancelled
+            assert driver.stop() == Status.DRIVER_STOPPED
             assert driver.statistics().state == "stopped"
-            assert driver.abort() == Status.DRIVER_ABORTED
-            assert await driver.join() == Status.DRIVER_ABORTED
-    assert uuid
+            assert driver.abort() == Status.DRIVER_STOPPED
+            assert await driver.join() == Status.DRIVER_STOPPED
+    assert cancelled == [uuid]
 
 
 async def test_a_call_never_answered_is_retried_after_the_call_timeout(

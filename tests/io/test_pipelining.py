@@ -17,7 +17,7 @@ import trio.testing
 
 import trio_mesos
 from trio_mesos import _acks
-from trio_mesos._driver import MAX_CALLS_IN_FLIGHT
+from trio_mesos._calls import MAX_CALLS_IN_FLIGHT
 from trio_mesos.testing import FakeAgent
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 

@@ -28,8 +28,7 @@ import trio
 import trio.testing
 
 import trio_mesos
-from trio_mesos import AgentUnavailableError, ConfigError, ExecutorConfig, Status
-from trio_mesos._driver import CallRejectedError
+from trio_mesos import AgentUnavailableError, CallRejectedError, ConfigError, ExecutorConfig, Status
 from trio_mesos._http import MAX_BODY
 from trio_mesos.testing import FakeAgent
 from trio_mesos.testing._hostile import chunk, raw_response, raw_stream_head, send
@@ -169,7 +168,7 @@ async def test_the_token_never_appears_in_anything_emitted_at_debug(
     texts += [str(warning.message) for warning in recwarn]
     texts += emitted.texts
     assert len(emitted.texts) >= 2 * 15  # DEBUG really was on: 15 records or more
-    assert any("trio_mesos._driver" in text for text in emitted.texts)
+    assert any("trio_mesos.driver" in text for text in emitted.texts)
     assert leaks(texts) == []
     assert leaks([f"a test of the test: {TOKEN[5:30]}"]) != []
     # The token did go where it belongs: the Authorization header of every call.

@@ -36,6 +36,32 @@ async def test_the_driver_over_tcp() -> None:
     assert paths == {config.agent_path}
 
 
+async def test_agent_connections_have_tcp_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from trio_mesos import _transport
+
+    opened: list[trio.SocketStream] = []
+    real_open = trio.open_tcp_stream
+
+    async def recording_open(host: str, port: int) -> trio.SocketStream:
+        stream = await real_open(host, port)
+        opened.append(stream)
+        return stream
+
+    monkeypatch.setattr(_transport.trio, "open_tcp_stream", recording_open)
+    async with FakeAgent() as agent:
+        await agent.listen_tcp()
+        with trio.fail_after(30):
+            async with trio_mesos.open_executor_driver(Recorder(), config=agent.executor_config()):
+                assert opened  # the SUBSCRIBE connection at least, still open here
+                for stream in opened:
+                    assert stream.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                    if hasattr(socket, "TCP_KEEPIDLE"):
+                        idle = stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                        assert idle == _transport.KEEPALIVE_IDLE
+
+
 async def test_the_driver_over_the_unix_socket(tmp_path: pathlib.Path) -> None:
     executor = Recorder()
     socket_path = str(tmp_path / "agent.sock")

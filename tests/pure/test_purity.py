@@ -24,6 +24,7 @@ PURE_MODULES = [
     "_recordio",
     "_messages",
     "_acks",
+    "_answers",
     "_session",
 ]
 FORBIDDEN = frozenset({"trio", "h11", "os", "time", "socket", "ssl", "outcome", "threading"})
