@@ -5,6 +5,8 @@ and its state diagrams are exactly the code's tables.
   Python); its rehearsal against the FakeAgent runs here.
 * The "Testing your executor" page shows ``docs/snippets/test_sleep_executor.py``;
   its tests are collected into this module and run with the suite.
+* The "Cancellation semantics" page shows ``docs/snippets/task_killed.py``; it
+  runs here against the FakeAgent with a real ``sleep 60`` that a KILL cancels.
 * Every public name of ``trio_mesos`` and ``trio_mesos.testing`` has an entry
   in ``docs/reference.rst``.
 * ``docs/_ext/state_tables.py`` (what the Sphinx extension draws) gives one
@@ -18,7 +20,9 @@ every cross-reference and include resolves.
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
+import random
 import re
 import sys
 from types import ModuleType
@@ -35,6 +39,9 @@ from trio_mesos._session import TRANSITIONS, InputKind, State
 from trio_mesos.v1 import mesos_pb2
 
 from .test_examples import private_names
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -56,6 +63,7 @@ SNIPPETS = sorted((DOCS / "snippets").glob("test_*.py"))
 snippets = [load(path, f"docs_snippet_{path.stem}") for path in SNIPPETS]
 tables = load(DOCS / "_ext" / "state_tables.py", "docs_state_tables")
 cluster_infos = load(DOCS / "snippets" / "cluster_infos.py", "docs_snippet_cluster_infos")
+task_killed = load(DOCS / "snippets" / "task_killed.py", "docs_snippet_task_killed")
 
 # -----------------------------------------------------------------------------
 # The quickstart page
@@ -172,6 +180,150 @@ def test_the_cluster_page_messages_are_complete() -> None:
     # a task has an executor or a command, never both (Mesos refuses it)
     assert all(not task.HasField("command") for task in messages[1::2])
     assert float(messages[1].data) > 0  # what the quickstart executor sleeps
+
+
+# -----------------------------------------------------------------------------
+# The cancellation page's TASK_KILLED pattern
+# -----------------------------------------------------------------------------
+
+RUNNING, KILLED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_KILLED
+FINISHED, FAILED = mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_FAILED
+SLEEP = ["sleep", "60"]
+
+
+def children_running(argv: list[str]) -> list[int]:
+    """Pids of this process's children that run exactly ``argv`` (Linux ``/proc``)."""
+    found = []
+    wanted = [arg.encode() for arg in argv]
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and cmdline.split(b"\0")[:-1] == wanted:
+            found.append(int(proc.name))
+    return found
+
+
+async def wait_for_child(argv: list[str]) -> None:
+    while not children_running(argv):  # noqa: ASYNC110 - a real process: /proc is polled
+        await trio.sleep(0.01)
+
+
+def command_task(task_id: str, command: str) -> mesos_pb2.TaskInfo:
+    task = mesos_pb2.TaskInfo(name=task_id, data=command.encode())
+    task.task_id.value = task_id
+    return task
+
+
+class NaiveExecutor(trio_mesos.Executor):
+    """The pitfall the page warns about: ``except trio.Cancelled`` around run_process."""
+
+    async def launch_task(self, driver: Any, task: mesos_pb2.TaskInfo) -> None:
+        driver.start_task(task.task_id.value, self.run_command, driver, task)
+
+    async def run_command(self, driver: Any, task: mesos_pb2.TaskInfo) -> None:
+        def report(state: int) -> None:
+            driver.send_status_update(mesos_pb2.TaskStatus(task_id=task.task_id, state=state))
+
+        report(RUNNING)
+        try:
+            await trio.run_process(task.data.decode().split(), check=False)
+        except trio.Cancelled:
+            report(KILLED)
+            raise
+        report(FINISHED)
+
+
+async def kill_a_running_sleep(executor: trio_mesos.Executor) -> list[int]:
+    """Launch ``sleep 60``, KILL it once the process runs; the task's states at the agent."""
+    with trio.fail_after(30):  # real time: a real process; normally well under a second
+        async with trio_mesos.testing.FakeAgent() as agent:
+            async with trio_mesos.open_executor_driver(
+                executor, config=agent.executor_config(), open_stream=agent.connect,
+                rng=random.Random(0),
+            ) as driver:
+                await agent.launch(command_task("sleeper", " ".join(SLEEP)))
+                await agent.wait_for_update("sleeper", RUNNING)
+                await wait_for_child(SLEEP)
+                await agent.kill("sleeper")
+                while driver.statistics().running_tasks:  # noqa: ASYNC110 - no event for it
+                    await trio.sleep(0.01)
+                assert children_running(SLEEP) == []  # run_process waited for the process
+            # Leaving the block waited until what the work reported was acknowledged.
+            assert driver.statistics().unacknowledged_updates == 0
+        return [u.state for u in agent.updates("sleeper")]
+
+
+async def test_the_task_killed_pattern_reports_killed_when_a_kill_cancels_run_process() -> None:
+    assert await kill_a_running_sleep(task_killed.CommandExecutor()) == [RUNNING, KILLED]
+
+
+async def test_the_naive_pattern_loses_task_killed_so_the_test_above_can_fail() -> None:
+    assert await kill_a_running_sleep(NaiveExecutor()) == [RUNNING]
+
+
+async def test_the_task_killed_pattern_reports_one_terminal_state_however_work_ends() -> None:
+    with trio.fail_after(30):
+        async with trio_mesos.testing.FakeAgent() as agent:
+            async with trio_mesos.open_executor_driver(
+                task_killed.CommandExecutor(),
+                config=agent.executor_config(),
+                open_stream=agent.connect,
+                rng=random.Random(0),
+            ) as driver:
+                await agent.launch(command_task("ok", "true"))
+                await agent.launch(command_task("exit-1", "false"))
+                await agent.launch(command_task("missing", "/nonexistent/program"))
+                await agent.launch(command_task("shut", " ".join(SLEEP)))
+                await agent.wait_terminal("ok", "exit-1", "missing")
+                await wait_for_child(SLEEP)
+                await agent.shutdown()  # cancels the work; its TASK_KILLED goes out in the grace
+                await agent.wait_for_update("shut", KILLED)
+                assert await driver.join() == trio_mesos.Status.DRIVER_STOPPED
+    terminal = {
+        task_id: [(u.state, u.message) for u in agent.updates(task_id)][1:]
+        for task_id in ("ok", "exit-1", "missing", "shut")
+    }
+    assert terminal["ok"] == [(FINISHED, "exit status 0")]
+    assert terminal["exit-1"] == [(FAILED, "exit status 1")]
+    [(state, message)] = terminal["missing"]
+    assert state == FAILED and message.startswith("cannot run b'/nonexistent/program'")
+    assert terminal["shut"] == [(KILLED, "killed")]
+
+
+async def test_the_pitfall_is_real_run_process_raises_a_group_of_cancelled() -> None:
+    raised: list[BaseException] = []
+
+    async def work(task_status: trio.TaskStatus[trio.Process]) -> None:
+        try:
+            await trio.run_process(SLEEP, task_status=task_status)
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    with trio.fail_after(30), trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(work)
+            scope.cancel()
+    assert process.returncode is not None
+    [exc] = raised
+    assert isinstance(exc, BaseExceptionGroup) and not isinstance(exc, trio.Cancelled)
+    cancelled, rest = exc.split(trio.Cancelled)
+    assert cancelled is not None and rest is None
+
+
+def test_the_cancellation_page_shows_the_snippet_that_runs() -> None:
+    found = directives((DOCS / "cancellation.rst").read_text(encoding="utf-8"))
+    shown = [(arg, opts) for name, arg, opts in found if name == "literalinclude"]
+    assert ("snippets/task_killed.py", {"language": "python"}) in [
+        (arg, {k: v for k, v in opts.items() if k == "language"}) for arg, opts in shown
+    ]
+    assert private_names((DOCS / "snippets" / "task_killed.py").read_text()) == []
 
 
 # -----------------------------------------------------------------------------
