@@ -9,8 +9,6 @@ from ._config import TLSConfig as TLSConfig
 from ._driver import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
 from ._driver import DriverStatistics as DriverStatistics
 from ._driver import ExecutorDriver as ExecutorDriver
-from ._driver import open_executor_driver as open_executor_driver
-from ._driver import run_executor as run_executor
 from ._errors import AgentUnavailableError as AgentUnavailableError
 from ._errors import CallRejectedError as CallRejectedError
 from ._errors import ConfigError as ConfigError
@@ -26,6 +24,8 @@ from ._executor import Executor as Executor
 from ._messages import TERMINAL_STATES as TERMINAL_STATES
 from ._messages import ContentType as ContentType
 from ._messages import is_terminal as is_terminal
+from ._open import open_executor_driver as open_executor_driver
+from ._open import run_executor as run_executor
 from ._status import Status as Status
 from ._version import __version__ as __version__
 
