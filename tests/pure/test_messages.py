@@ -787,7 +787,6 @@ def test_invalid_utf8_in_protobuf_strings_never_yields_bytes_for_str(raw):
     assert all(isinstance(s, str) for s in strings), strings
 
 
-
 @given(st.binary(max_size=200), content_types)
 def test_arbitrary_bytes_give_an_event_or_a_remote_error(data, content_type):
     try:
