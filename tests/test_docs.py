@@ -117,21 +117,17 @@ def test_the_quickstart_page_shows_only_the_tested_example() -> None:
         shown |= set(range(start, end))
     first_import = next(n for n, line in enumerate(lines) if line.startswith("import "))
     hidden = [
-        lines[n]
-        for n in range(first_import, len(lines))
+        lines[n] for n in range(first_import, len(lines))
         if n not in shown and lines[n].strip() and not lines[n].startswith("# --")
     ]
     assert hidden == [], "the quickstart page must show the whole program"
     python_blocks = [
-        arg
-        for name, arg, _ in found
-        if name in ("code-block", "code", "sourcecode")
+        arg for name, arg, _ in found if name in ("code-block", "code", "sourcecode")
         and arg in ("", "python", "python3", "py", "pycon")
     ]
     assert python_blocks == [], "Python on the quickstart page must come from the tested example"
     literal_blocks = [
-        line
-        for line in (DOCS / "quickstart.rst").read_text(encoding="utf-8").splitlines()
+        line for line in (DOCS / "quickstart.rst").read_text(encoding="utf-8").splitlines()
         if line.rstrip().endswith("::") and not _DIRECTIVE.match(line)
     ]
     assert literal_blocks == [], "no untested literal blocks (``::``) on the quickstart page"
@@ -195,10 +191,8 @@ def documented_names(rst: str) -> set[str]:
             module = target
             names.add(target)
         elif name.startswith("auto") or name.startswith("py:"):
-            qualified = (
-                target
-                if "." in target and target.startswith(module)
-                else (f"{module}.{target}" if module else target)
+            qualified = target if "." in target and target.startswith(module) else (
+                f"{module}.{target}" if module else target
             )
             names.add(qualified)
     return names

@@ -61,11 +61,8 @@ async def test_hello_executor_terminal_update_is_acknowledged_before_the_driver_
 ) -> None:
     hello = load("hello_executor")
     async with FakeAgent(ack_policy=AckPolicy.DELAYED, ack_delay=2.0) as agent:
-        options = {
-            "config": agent.executor_config(),
-            "open_stream": agent.connect,
-            "rng": random.Random(0),
-        }
+        options = {"config": agent.executor_config(), "open_stream": agent.connect,
+                   "rng": random.Random(0)}
         async with trio_mesos.open_executor_driver(hello.HelloExecutor(), **options) as driver:
             task = mesos_pb2.TaskInfo(name="hello")
             task.task_id.value = "hello-1"
