@@ -58,7 +58,9 @@ async def test_shell_and_argv_commands(tmp_path: pathlib.Path) -> None:
         with trio.fail_after(20):
             await agent.launch(shell_task("shell", "echo shell:$((1+2)); echo oops >&2"))
             # shell=false: `value` is the program, `arguments` the whole argv
-            await agent.launch(argv_task("argv0", "/bin/sh", ["my-argv0", "-c", 'echo "argv0=$0"']))
+            await agent.launch(
+                argv_task("argv0", "/bin/sh", ["my-argv0", "-c", 'echo "argv0=$0"'])
+            )
             # ... and `value` is looked up in PATH; arguments are not re-split
             await agent.launch(argv_task("path", "printf", ["printf", "%s|", "a b", "c"]))
             await agent.wait_terminal("shell", "argv0", "path")
