@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import pathlib
+import random
 import signal
 import tempfile
 import uuid
@@ -182,6 +183,24 @@ class SpawningAgent(AgentCore):
             values["agent_path"] = f"/{AGENT_PROCESS_ID}{EXECUTOR_ENDPOINT}"
         values.update(overrides)
         return ExecutorConfig(**values)
+
+    def driver_options(self, *, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+        """The keyword arguments of :func:`~trio_mesos.open_executor_driver` that
+        connect a driver to this agent over in-memory streams::
+
+            async with trio_mesos.open_executor_driver(MyExecutor(), **agent.driver_options()):
+                ...
+
+        ``config`` is :meth:`executor_config` (``overrides`` replace its
+        fields), ``open_stream`` is :meth:`connect` (no network, so virtual
+        time works), ``rng`` a ``random.Random(seed)`` for a reproducible
+        reconnect backoff. Pure: no I/O.
+        """
+        return {
+            "config": self.executor_config(**overrides),
+            "open_stream": self.connect,
+            "rng": random.Random(seed),
+        }
 
     def executor_environment(
         self, sandbox: str | os.PathLike[str], *, checkpoint: bool | None = None
