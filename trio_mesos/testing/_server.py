@@ -3,7 +3,7 @@
 Every accepted connection (an in-memory stream pair from :meth:`AgentServer.connect`,
 TCP on 127.0.0.1, or a Unix socket) gets one task in the agent's nursery,
 which reads a request with h11 (:class:`~._http_server.ServerConnection`),
-has the agent decide the answer synchronously (``FakeAgent._respond``), and
+has the agent decide the answer synchronously (``AgentCore._respond``), and
 writes it before reading the next request, so keep-alive and pipelining
 behave as on libprocess.
 
