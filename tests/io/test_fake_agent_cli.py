@@ -280,7 +280,9 @@ def test_the_newcomer_commands_are_found() -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "command", "shown"), shown_commands(), ids=lambda value: str(value)[:40]
+    ("where", "command", "shown"),
+    shown_commands(),
+    ids=[f"{where}: {command.split(' --')[0]}" for where, command, _ in shown_commands()],
 )
 def test_the_newcomer_commands_work_verbatim(
     tmp_path: pathlib.Path, where: str, command: str, shown: list[str]
