@@ -7,6 +7,9 @@ import pathlib
 
 from hypothesis import HealthCheck, settings
 
+# The fake_agent fixture, enabled by name as docs/testing.rst tells users to.
+pytest_plugins = ["trio_mesos.testing.pytest_plugin"]
+
 TESTS = pathlib.Path(__file__).resolve().parent
 #: Byte-exact captures from a real Mesos 1.11 agent (a copy of ../shared/vectors).
 VECTORS = TESTS / "data" / "vectors"

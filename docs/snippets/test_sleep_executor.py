@@ -6,8 +6,6 @@ Needs pytest and pytest-trio (``trio_mode = true``), and quickstart.py
 importable.
 """
 
-import random
-
 import trio
 import trio.testing
 from quickstart import SleepExecutor, make_task
@@ -19,18 +17,9 @@ from trio_mesos.v1 import executor_pb2, mesos_pb2
 RUNNING, FINISHED, KILLED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_KILLED
 
 
-def driver_options(agent):
-    """open_executor_driver arguments for an executor of ``agent``, over memory streams."""
-    return {
-        "config": agent.executor_config(),  # what the agent's environment would say
-        "open_stream": agent.connect,  # in-memory connections: fine under MockClock
-        "rng": random.Random(0),  # reproducible reconnect backoff
-    }
-
-
 async def test_a_task_sleeps_then_finishes(autojump_clock: trio.testing.MockClock):
     async with FakeAgent() as agent:
-        async with trio_mesos.open_executor_driver(SleepExecutor(), **driver_options(agent)):
+        async with trio_mesos.open_executor_driver(SleepExecutor(), **agent.driver_options()):
             start = trio.current_time()
             await agent.launch(make_task("nap", seconds=600))
             finished = await agent.wait_for_update("nap", FINISHED)
@@ -42,7 +31,7 @@ async def test_a_task_sleeps_then_finishes(autojump_clock: trio.testing.MockCloc
 
 async def test_kill_cancels_the_work_and_reports_killed(autojump_clock: trio.testing.MockClock):
     async with FakeAgent() as agent:
-        async with trio_mesos.open_executor_driver(SleepExecutor(), **driver_options(agent)):
+        async with trio_mesos.open_executor_driver(SleepExecutor(), **agent.driver_options()):
             await agent.launch(make_task("forever", seconds=3600))
             await agent.wait_for_update("forever", RUNNING)
             await agent.kill("forever")
@@ -66,7 +55,7 @@ async def test_updates_made_during_an_agent_restart_are_not_lost(
     executor = WatchedSleepExecutor()
     # A checkpointing framework: the executor must survive the agent's restart.
     async with FakeAgent(checkpoint=True) as agent:
-        async with trio_mesos.open_executor_driver(executor, **driver_options(agent)) as driver:
+        async with trio_mesos.open_executor_driver(executor, **agent.driver_options()) as driver:
             await agent.launch(make_task("nap", seconds=3))
             await agent.wait_for_update("nap", RUNNING)
 
@@ -90,7 +79,7 @@ async def test_updates_made_during_an_agent_restart_are_not_lost(
 async def test_updates_are_retried_until_accepted(autojump_clock: trio.testing.MockClock):
     async with FakeAgent(ack_policy=AckPolicy.MANUAL) as agent:
         async with trio_mesos.open_executor_driver(
-            SleepExecutor(), **driver_options(agent)
+            SleepExecutor(), **agent.driver_options()
         ) as driver:
             # The next two UPDATE calls get 503, as from a recovering agent.
             agent.fail_next(2, 503, "Agent has not finished recovery",

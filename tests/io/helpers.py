@@ -1,14 +1,32 @@
-"""Helpers for driver tests: tasks, statuses, a recording executor."""
+"""Helpers shared by the driver tests: a time bound, tasks, statuses, a recording executor."""
 
 from __future__ import annotations
 
-import random
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import trio
 
 import trio_mesos
 from trio_mesos.v1 import mesos_pb2
+
+#: Virtual seconds after which a test fails instead of hanging (a driver that
+#: waits for something that never comes would otherwise block forever).
+LIMIT = 3600.0
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[None]])
+
+
+def bounded(fn: _F) -> _F:
+    """Run the test under ``trio.fail_after(LIMIT)`` (virtual time)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> None:
+        with trio.fail_after(LIMIT):
+            await fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def make_task(task_id: str, *, command: str | None = None) -> mesos_pb2.TaskInfo:
@@ -29,12 +47,8 @@ def status(task_id: str, state: int, message: str = "") -> mesos_pb2.TaskStatus:
 
 
 def driver_options(agent: Any, **overrides: Any) -> dict[str, Any]:
-    """open_executor_driver keyword arguments for a FakeAgent over memory streams."""
-    options: dict[str, Any] = {
-        "config": agent.executor_config(),
-        "open_stream": agent.connect,
-        "rng": random.Random(1234),
-    }
+    """``agent.driver_options()`` (seeded 1234) with ``overrides`` of any argument."""
+    options: dict[str, Any] = agent.driver_options(seed=1234)
     options.update(overrides)
     return options
 

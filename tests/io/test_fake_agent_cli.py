@@ -10,7 +10,9 @@ subprocess a wider one.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 import textwrap
@@ -225,3 +227,170 @@ def test_reference_executor() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# task a: TASK_FINISHED" in result.stdout
     assert "# task b: TASK_KILLED" in result.stdout
+
+
+# -----------------------------------------------------------------------------
+# The command line a newcomer meets
+# -----------------------------------------------------------------------------
+
+QUICKSTART = REPO / "docs" / "quickstart.rst"
+README = REPO / "README.md"
+
+
+def shown_commands() -> list[tuple[str, str, list[str]]]:
+    """``(where, command, output shown)`` for every ``$ python`` command of the
+    quickstart's console blocks and every trio_mesos.testing line of the README.
+
+    (The quickstart's ``python -m pip install .`` is the one command not run:
+    this suite already runs from an installed checkout.)
+    """
+    found = []
+    lines = QUICKSTART.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("$ python") and "pip install" not in text:
+            output = []
+            for after in lines[i + 1 :]:
+                if not after.startswith("   ") or after.strip().startswith("$"):
+                    break
+                output.append(after.strip())
+            found.append(("quickstart.rst", text[2:], output))
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if "-m trio_mesos.testing " in line and line.strip().startswith(".venv/bin/python"):
+            found.append(("README.md", line.strip(), []))
+    return found
+
+
+def checkout(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A directory that looks like the checkout after ``make test``: examples/ and a
+    .venv whose python is the one running these tests (with trio_mesos installed)."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "examples").symlink_to(REPO / "examples")
+    (root / ".venv").symlink_to(sys.prefix)
+    assert (root / ".venv" / "bin" / "python").exists()
+    return root
+
+
+def test_the_newcomer_commands_are_found() -> None:
+    where = [(place, command.split(" --")[0]) for place, command, _ in shown_commands()]
+    assert ("quickstart.rst", "python examples/quickstart.py") in where
+    assert ("quickstart.rst", "python -m trio_mesos.testing") in where
+    assert ("README.md", ".venv/bin/python -m trio_mesos.testing") in where
+
+
+@pytest.mark.parametrize(
+    ("where", "command", "shown"),
+    shown_commands(),
+    ids=[f"{where}: {command.split(' --')[0]}" for where, command, _ in shown_commands()],
+)
+def test_the_newcomer_commands_work_verbatim(
+    tmp_path: pathlib.Path, where: str, command: str, shown: list[str]
+) -> None:
+    # As typed in a shell with the virtual environment activated ("python" is
+    # found in PATH), from the top of the checkout.
+    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
+    result = subprocess.run(
+        command,
+        shell=True,
+        cwd=checkout(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"{where}: {command}\n{result.stdout}{result.stderr}"
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    if shown:
+        # The page's output, abridged: its last line is what the run ends with.
+        assert shown[-1].split() == lines[-1].split(), (shown, lines)
+    if "trio_mesos.testing" in command:
+        assert "# task nap: TASK_FINISHED" in lines
+
+
+def test_the_program_and_its_files_are_the_callers(tmp_path: pathlib.Path, executor: str) -> None:
+    # A relative program path and a relative script argument, from the caller's
+    # directory; the executor itself starts in its sandbox.
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bin").mkdir()
+    (work / "bin" / "py").symlink_to(sys.executable)
+    (work / "executor.py").write_text(EXECUTOR)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_mesos.testing",
+            "--task",
+            "t=pwd",
+            "--",
+            "bin/py",
+            "executor.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=work,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# task t: TASK_FINISHED" in result.stdout.splitlines()
+
+
+def test_resolve_command() -> None:
+    from trio_mesos.testing.__main__ import CommandNotFound, resolve_command
+
+    here = str(REPO)
+    resolved = resolve_command(
+        ["sh", "examples/quickstart.py", "-c", "no/such/file"], path="/bin:/usr/bin", cwd=here
+    )
+    assert resolved[0] in ("/bin/sh", "/usr/bin/sh")
+    assert resolved[1:] == [f"{here}/examples/quickstart.py", "-c", "no/such/file"]
+    with pytest.raises(CommandNotFound, match=r"'sh': not found in PATH=/nowhere"):
+        resolve_command(["sh"], path="/nowhere", cwd=here)
+    with pytest.raises(CommandNotFound, match="no executable file"):
+        resolve_command(["examples/quickstart.py"], path="/bin", cwd=here)  # not executable
+
+
+def test_a_command_not_found_is_one_line(tmp_path: pathlib.Path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_mesos.testing", "--", "no-such-executor"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 127
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"python -m trio_mesos.testing: cannot run 'no-such-executor': not found in PATH={tmp_path}"
+    ]
+
+
+def test_ctrl_c_kills_the_executor_and_exits_130(tmp_path: pathlib.Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_mesos.testing", "--", "sleep", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines[1].startswith("# executor pid "), lines
+        pid = int(lines[1].split()[3].rstrip(","))
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert errors == ""
+    assert rest.splitlines() == ["# interrupted: executor killed"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -14,13 +14,11 @@ driver reconnects (checkpointing) or ends cleanly, never hangs.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -48,30 +46,15 @@ from trio_mesos.testing._hostile import (
 )
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
-from .helpers import Recorder, driver_options, make_task, status
+from .helpers import Recorder, bounded, driver_options, make_task, status
 
 SUBSCRIBE, UPDATE = executor_pb2.Call.SUBSCRIBE, executor_pb2.Call.UPDATE
 RUNNING, FINISHED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED
-#: Virtual seconds after which a test fails instead of hanging.
-LIMIT = 3600.0
 CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT
 IDLE = 60.0
 #: An idle timeout shorter than the call timeout: it fires first whatever
 #: bounds the wait for SUBSCRIBED.
 SHORT_IDLE = 20.0
-
-_F = TypeVar("_F", bound=Callable[..., Awaitable[None]])
-
-
-def bounded(fn: _F) -> _F:
-    """Run the test under ``trio.fail_after(LIMIT)`` (virtual time)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> None:
-        with trio.fail_after(LIMIT):
-            await fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def as_200(reply: bytes) -> bytes:

@@ -12,10 +12,8 @@ named after it (defects 1, 2, 3, 5, 9, 10, 11).
 
 from __future__ import annotations
 
-import functools
 import itertools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -26,7 +24,7 @@ from trio_mesos import AgentUnavailableError, ExecutorConfig, Status
 from trio_mesos.testing import AckPolicy, FakeAgent, RecordedCall
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
-from .helpers import Recorder, driver_options, make_task, status
+from .helpers import Recorder, bounded, driver_options, make_task, status
 
 STARTING, RUNNING = mesos_pb2.TASK_STARTING, mesos_pb2.TASK_RUNNING
 FINISHED, KILLED = mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_KILLED
@@ -35,22 +33,6 @@ MESSAGE, HEARTBEAT = executor_pb2.Call.MESSAGE, executor_pb2.Call.HEARTBEAT
 NOT_RECOVERED = "Agent has not finished recovery"
 #: Virtual-time slack for "at exactly this instant" (float sums only).
 EXACT = 1e-6
-#: Virtual seconds after which a test fails instead of hanging (a driver that
-#: waits for something that never comes would otherwise block forever).
-LIMIT = 3600.0
-
-_F = TypeVar("_F", bound=Callable[..., Awaitable[None]])
-
-
-def bounded(fn: _F) -> _F:
-    """Run the test under ``trio.fail_after(LIMIT)`` (virtual time)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> None:
-        with trio.fail_after(LIMIT):
-            await fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------

@@ -7,11 +7,12 @@ bounded by ``trio.fail_after(LIMIT)`` with a wide bound. Certificates come from
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import pathlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -92,6 +93,14 @@ def server_context(
     return context
 
 
+@contextlib.asynccontextmanager
+async def tls_agent(ca: trustme.CA, *names: str) -> AsyncIterator[FakeAgent]:
+    """A FakeAgent serving TLS on TCP with a certificate from ``ca`` for ``names``."""
+    async with FakeAgent() as agent:
+        await agent.listen_tcp(ssl_context=server_context(ca, *names))
+        yield agent
+
+
 def tls_environ(agent: FakeAgent, sandbox: pathlib.Path, **ssl_vars: str) -> dict[str, str]:
     """The executor environment of ``agent`` plus TLS variables (as a cluster would add)."""
     env = agent.executor_environment(sandbox)
@@ -142,8 +151,7 @@ async def refused(config: ExecutorConfig) -> str:
 async def test_good_ca_openssl_scheme_end_to_end(
     ca: trustme.CA, files: Files, tmp_path: pathlib.Path
 ) -> None:
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         assert agent.tls
         env = tls_environ(
             agent,
@@ -170,8 +178,7 @@ async def test_good_ca_in_a_ca_directory(ca: trustme.CA, tmp_path: pathlib.Path)
     if subject_hash is None:
         pytest.skip("the openssl command is not available to compute the subject hash")
     (ca_dir / f"{subject_hash}.0").symlink_to(pem)
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         env = tls_environ(
             agent,
             tmp_path,
@@ -205,8 +212,7 @@ async def test_legacy_scheme_checks_the_reverse_dns_name(
     # The default scheme is libprocess's "legacy": the name reverse DNS gives
     # for the agent's address must be in the certificate (not the IP itself).
     reverse_dns["127.0.0.1"] = "agent-7.example"
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "agent-7.example"))
+    async with tls_agent(ca, "agent-7.example") as agent:
         config = ExecutorConfig.from_environ(
             tls_environ(agent, tmp_path, LIBPROCESS_SSL_CA_FILE=files.ca(ca))
         )
@@ -219,8 +225,7 @@ async def test_legacy_scheme_with_verify_ipadd_accepts_an_ip_san(
     ca: trustme.CA, files: Files, tmp_path: pathlib.Path, reverse_dns: dict[str, str | None]
 ) -> None:
     reverse_dns["127.0.0.1"] = None  # no PTR record
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         env = tls_environ(
             agent,
             tmp_path,
@@ -238,8 +243,7 @@ async def test_verification_turned_off_by_the_variable_accepts_an_untrusted_cert
     ca: trustme.CA, tmp_path: pathlib.Path, variable: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # No CA given, a certificate for another host: only "off" lets this through.
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "elsewhere.example"))
+    async with tls_agent(ca, "elsewhere.example") as agent:
         env = tls_environ(agent, tmp_path, **{variable: "false"})
         config = ExecutorConfig.from_environ(env)
         assert config.tls.verify_server_cert is False
@@ -300,8 +304,7 @@ async def test_the_unix_socket_stays_plain_with_tls_enabled(tmp_path: pathlib.Pa
 async def test_wrong_ca_names_the_variable_that_turns_verification_off(
     ca: trustme.CA, other_ca: trustme.CA, files: Files, tmp_path: pathlib.Path
 ) -> None:
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         env = tls_environ(
             agent,
             tmp_path,
@@ -319,8 +322,7 @@ async def test_wrong_ca_names_the_variable_that_turns_verification_off(
 async def test_without_a_ca_the_system_store_is_used_and_the_error_says_so(
     ca: trustme.CA, tmp_path: pathlib.Path
 ) -> None:
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         message = await refused(ExecutorConfig.from_environ(tls_environ(agent, tmp_path)))
     assert "system's trust store" in message
     assert "LIBPROCESS_SSL_VERIFY_SERVER_CERT=false" in message
@@ -329,8 +331,7 @@ async def test_without_a_ca_the_system_store_is_used_and_the_error_says_so(
 async def test_wrong_host_openssl_scheme(
     ca: trustme.CA, files: Files, tmp_path: pathlib.Path
 ) -> None:
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "agent-9.example"))
+    async with tls_agent(ca, "agent-9.example") as agent:
         env = tls_environ(
             agent,
             tmp_path,
@@ -364,8 +365,7 @@ async def test_legacy_scheme_without_a_reverse_name_is_refused_clearly(
     ca: trustme.CA, files: Files, tmp_path: pathlib.Path, reverse_dns: dict[str, str | None]
 ) -> None:
     reverse_dns["127.0.0.1"] = None
-    async with FakeAgent() as agent:
-        await agent.listen_tcp(ssl_context=server_context(ca, "127.0.0.1"))
+    async with tls_agent(ca, "127.0.0.1") as agent:
         env = tls_environ(agent, tmp_path, LIBPROCESS_SSL_CA_FILE=files.ca(ca))
         message = await refused(ExecutorConfig.from_environ(env))
     assert "reverse DNS has no name for the agent's address 127.0.0.1" in message

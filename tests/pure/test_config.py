@@ -867,7 +867,14 @@ def test_any_environment_gives_a_config_or_one_config_error(
             "MESOS_SUBSCRIPTION_BACKOFF_MAX",
         }
     else:
+        # A config that came out holds what the environment says.
         assert config is not None
+        assert config.framework_id == environ["MESOS_FRAMEWORK_ID"]
+        assert config.executor_id == environ["MESOS_EXECUTOR_ID"]
+        assert config.authentication_token == token
+        assert config.checkpoint == (environ.get("MESOS_CHECKPOINT") == "1")
+        assert config.domain_socket == environ.get("MESOS_DOMAIN_SOCKET")
+        assert token not in repr(config)
         assert token not in repr(config)
         assert config.authentication_token == token
         assert config.checkpoint is (environ.get("MESOS_CHECKPOINT") == "1")

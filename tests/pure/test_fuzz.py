@@ -22,20 +22,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.event_checks import check_parsed_event
 from tests.strategies import byte_splits, events
 from trio_mesos import RemoteProtocolError
 from trio_mesos._messages import (
-    Acknowledged,
     ContentType,
-    Error,
-    Heartbeat,
-    Kill,
-    Launch,
-    LaunchGroup,
-    Message,
-    Shutdown,
-    Subscribed,
-    UnknownEvent,
     encode_message,
     parse_event,
 )
@@ -43,18 +34,6 @@ from trio_mesos._recordio import NEED_DATA, RecordIODecoder, encode_record
 from trio_mesos.testing._agent_json import write_json
 from trio_mesos.v1 import executor_pb2
 
-AGENT_EVENTS = (
-    Subscribed,
-    Launch,
-    LaunchGroup,
-    Kill,
-    Acknowledged,
-    Message,
-    Error,
-    Shutdown,
-    Heartbeat,
-    UnknownEvent,
-)
 #: Longest RecordIO length prefix (an unsigned 64-bit integer in decimal).
 MAX_DIGITS = 20
 
@@ -129,8 +108,10 @@ def test_mutated_event_streams_give_events_or_a_remote_protocol_error(
     damaged, first = data.draw(mutations(stream))
     chunks = data.draw(byte_splits(damaged))
     got, parsed, _error = feed(chunks, content_type, max_record_size=1 << 16)
-    # Anything but RemoteProtocolError (or an assertion) escaped feed() and failed.
-    assert all(isinstance(event, AGENT_EVENTS) for event in parsed)
+    # Anything but RemoteProtocolError (or an assertion) escaped feed() and failed;
+    # each record that parsed gave the event its bytes carry.
+    for record, event in zip(got, parsed, strict=False):
+        check_parsed_event(event, record, content_type)
     # Records wholly before the first damaged byte are intact.
     end = 0
     for record in records:
@@ -162,7 +143,7 @@ def test_mutated_protobuf_events_parse_or_raise_remote_protocol_error(
         parsed = parse_event(damaged, ContentType.PROTOBUF)
     except RemoteProtocolError:
         return
-    assert isinstance(parsed, AGENT_EVENTS)
+    check_parsed_event(parsed, damaged, ContentType.PROTOBUF)
 
 
 @given(events(), st.data(), st.booleans())
@@ -175,7 +156,7 @@ def test_mutated_json_events_parse_or_raise_remote_protocol_error(
         parsed = parse_event(damaged, ContentType.JSON)
     except RemoteProtocolError:
         return
-    assert isinstance(parsed, AGENT_EVENTS)
+    check_parsed_event(parsed, damaged, ContentType.JSON)
 
 
 @given(st.data(), st.binary(max_size=400), st.integers(0, 64))

@@ -19,6 +19,7 @@ from google.protobuf.message import Message as ProtoMessage
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.event_checks import check_parsed_event
 from tests.strategies import (
     EVENTS_BY_TYPE,
     NON_STAGING_STATES,
@@ -786,27 +787,13 @@ def test_invalid_utf8_in_protobuf_strings_never_yields_bytes_for_str(raw):
     assert all(isinstance(s, str) for s in strings), strings
 
 
-_AGENT_EVENT_TYPES = (
-    Subscribed,
-    Launch,
-    LaunchGroup,
-    Kill,
-    Acknowledged,
-    Message,
-    Error,
-    Shutdown,
-    Heartbeat,
-    UnknownEvent,
-)
-
-
 @given(st.binary(max_size=200), content_types)
 def test_arbitrary_bytes_give_an_event_or_a_remote_error(data, content_type):
     try:
         parsed = parse_event(data, content_type)
     except RemoteProtocolError:
         return
-    assert isinstance(parsed, _AGENT_EVENT_TYPES)
+    check_parsed_event(parsed, data, content_type)
 
 
 # Shallow JSON documents built from the schema's own words, to get past
@@ -855,10 +842,11 @@ _json_values = st.recursive(
 @given(st.dictionaries(_words, _json_values, max_size=4))
 def test_arbitrary_json_objects_give_an_event_or_a_remote_error(document):
     try:
-        parsed = parse_event(json.dumps(document).encode(), ContentType.JSON)
+        record = json.dumps(document).encode()
+        parsed = parse_event(record, ContentType.JSON)
     except RemoteProtocolError:
         return
-    assert isinstance(parsed, _AGENT_EVENT_TYPES)
+    check_parsed_event(parsed, record, ContentType.JSON)
 
 
 # ----------------------------------------------------------------------------

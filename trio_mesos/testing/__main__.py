@@ -15,9 +15,15 @@ Lines starting with ``#`` are the tool's own remarks. Once every task is
 terminal (or after ``--shutdown-after``) it sends SHUTDOWN and waits for the
 executor to exit (at most the shutdown grace period, then the agent kills it).
 
+The command is read as the caller means it: the program is looked up in the
+caller's ``PATH`` (the executor's own ``PATH`` is the agent's default), and
+later arguments that name existing files relative to the caller's directory
+are made absolute, since the executor runs in its sandbox.
+
 Exit status: 0 when every task reached a terminal state reported by the
 executor and the executor exited; 1 otherwise; 2 for usage errors; 3 when
-``--timeout`` expired.
+``--timeout`` expired; 127 when the program cannot be found; 130 after Ctrl-C
+(the executor is killed).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -42,11 +50,47 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
+EXIT_NOT_FOUND = 127
+EXIT_INTERRUPTED = 130
+PROG = "python -m trio_mesos.testing"
+
+
+class CommandNotFound(Exception):
+    """The executor program cannot be run; the message says what was looked up where."""
+
+
+def resolve_command(argv: Sequence[str], *, path: str | None, cwd: str) -> list[str]:
+    """``argv`` as the caller means it, for a process that starts in its sandbox.
+
+    The program is looked up in ``path`` (the caller's ``PATH``) unless it
+    names a file (has a ``/``), which is taken relative to ``cwd``; later
+    arguments that name existing files or folders relative to ``cwd`` become
+    absolute; the others are left alone.
+
+    Raises:
+        CommandNotFound: no executable program by that name.
+    """
+    program, *rest = argv
+    if os.sep in program:
+        found = os.path.normpath(os.path.join(cwd, program))
+        if not (os.path.isfile(found) and os.access(found, os.X_OK)):
+            raise CommandNotFound(f"cannot run {program!r}: no executable file {found}")
+    else:
+        which = shutil.which(program, path=path)
+        if which is None:
+            raise CommandNotFound(f"cannot run {program!r}: not found in PATH={path or ''}")
+        found = os.path.normpath(os.path.join(cwd, which))
+
+    def absolute(arg: str) -> str:
+        full = os.path.join(cwd, arg)
+        return full if not os.path.isabs(arg) and os.path.exists(full) else arg
+
+    return [found, *(absolute(arg) for arg in rest)]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trio_mesos.testing",
+        prog=PROG,
         description=(
             "Run a Mesos executor against a fake agent on 127.0.0.1 and print every "
             "call and event of the v1 executor HTTP API."
@@ -233,7 +277,30 @@ def _reported_terminal(agent: FakeAgent, task_id: str) -> str | None:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    """The whole session; Ctrl-C (SIGINT) ends it with the executor killed."""
     printer = _Printer(out, args.json)
+    outcome = EXIT_INTERRUPTED
+    interrupted = False
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def interrupt() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(interrupt)
+            outcome = await _session(args, printer)
+            nursery.cancel_scope.cancel()
+    if interrupted:
+        # Leaving spawn_executor's block killed the executor's process group.
+        printer.note("interrupted: executor killed")
+        return EXIT_INTERRUPTED
+    return outcome
+
+
+async def _session(args: argparse.Namespace, printer: _Printer) -> int:
     async with FakeAgent(checkpoint=args.checkpoint, shutdown_grace_period=args.grace) as agent:
         tasks = _tasks(args.task, agent.agent_id)
         agent.add_observer(printer)
@@ -369,11 +436,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     unknown = sorted(set(args.kill) - names)
     if unknown:
         parser.error(f"--kill names unknown tasks: {', '.join(unknown)}")
+    try:
+        args.executor = resolve_command(args.executor, path=os.environ.get("PATH"), cwd=os.getcwd())
+    except CommandNotFound as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     stream = out or sys.stdout
     try:
         return trio.run(_run, args, stream)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # before the signal receiver was installed
+        return EXIT_INTERRUPTED
     finally:
         if out is None:
             _quiet_broken_stdout()

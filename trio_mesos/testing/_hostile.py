@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
-from ._http_server import reason_phrase
+from ._request import reason_phrase
 
 __all__ = [
     "RawAnswer",

@@ -29,27 +29,22 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import http
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Final
 
 import h11
 import trio
 
+from ._request import PLAIN_TEXT, Request, default_error_body, reason_phrase
+
 __all__ = [
-    "PLAIN_TEXT",
-    "Request",
     "ServerConnection",
-    "default_error_body",
     "http_date",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The Content-Type libprocess gives every response with a text body.
-PLAIN_TEXT: Final = "text/plain; charset=utf-8"
 _MAX_RECV: Final = 65536
 #: Largest request head h11 buffers (h11's own default).
 _MAX_HEAD: Final = 16 * 1024
@@ -58,56 +53,6 @@ _MAX_HEAD: Final = 16 * 1024
 def http_date() -> str:
     """The ``Date`` header value for now, e.g. ``Fri, 27 Nov 2026 16:44:37 GMT``."""
     return email.utils.formatdate(usegmt=True)
-
-
-def reason_phrase(status: int) -> str:
-    """The reason phrase libprocess uses (the RFC's, as Python knows them)."""
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def default_error_body(status: int) -> bytes:
-    """The body libprocess writes for a status-only error response."""
-    return f"{status} {reason_phrase(status)}.".encode()
-
-
-def first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    """The first value of header ``name`` in ``headers`` (case-insensitive), or None."""
-    lowered = name.lower()
-    for key, value in headers:
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A complete request as read from the wire.
-
-    Attributes:
-        method: e.g. ``"POST"``.
-        target: the request target as sent (path and query).
-        path: the target without its query string.
-        headers: ``(name, value)`` pairs with the sender's spelling, in order.
-        body: the whole request body.
-    """
-
-    method: str
-    target: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        return first_header(self.headers, name)
-
-    def header_values(self, name: str) -> list[str]:
-        """Every value of header ``name`` (case-insensitive), in order."""
-        lowered = name.lower()
-        return [value for key, value in self.headers if key.lower() == lowered]
 
 
 class ServerConnection:
