@@ -505,9 +505,11 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
     def _settle(self) -> None:
         """Tell the session what is left to wait for (it decides whether that is drained)."""
         if self._session.state in (s.State.STOPPING, s.State.SHUTTING_DOWN, s.State.LOST):
+            # Only read without the event stream; whether any is left is enough
+            # (this runs after every answer: no full scan while draining).
             sending = 0
-            if self._calls.live:
-                sending = sum(e.delivery is not Delivery.ACCEPTED for e in self._ledger)
+            if not self._stream_up and self._calls.live:
+                sending = int(any(e.delivery is not Delivery.ACCEPTED for e in self._ledger))
             self._feed(s.Drained(
                 unacknowledged=len(self._ledger),
                 sending=sending,

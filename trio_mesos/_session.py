@@ -228,7 +228,7 @@ class Drained(Input):
     Attributes:
         unacknowledged: updates the agent has not acknowledged.
         sending: of those, updates not accepted yet that may still be (calls
-            can go out).
+            can go out); only whether it is zero matters.
         stream_up: the event stream (where acknowledgements arrive) is open.
         shutdown_done: the ``shutdown`` callback has returned (or never ran).
         busy: a callback runs or is queued, or task work runs.
