@@ -6,50 +6,11 @@ messages under their old names (:mod:`trio_mesos.compat.mesos.mesos_pb2`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import mesos_pb2
 
-if TYPE_CHECKING:
-    from .native import MesosExecutorDriver
-
 __all__ = ["Executor", "ExecutorDriver", "mesos_pb2"]
-
-
-class Executor:
-    """Base class of executors; override the callbacks you need.
-
-    Each callback is a plain function called on the driver's callback thread,
-    one at a time, in the order of the agent's events, with protobuf messages
-    (:mod:`mesos_pb2`). An exception raised by a callback is logged and aborts
-    the driver (one raised by :meth:`error` is only logged), as the bindings did.
-    """
-
-    def registered(self, driver: MesosExecutorDriver, executorInfo: mesos_pb2.ExecutorInfo,
-                   frameworkInfo: mesos_pb2.FrameworkInfo,
-                   slaveInfo: mesos_pb2.AgentInfo) -> None:
-        """The driver subscribed for the first time."""
-
-    def reregistered(self, driver: MesosExecutorDriver, slaveInfo: mesos_pb2.AgentInfo) -> None:
-        """The driver subscribed again (agent restarted, with checkpointing)."""
-
-    def disconnected(self, driver: MesosExecutorDriver) -> None:
-        """The connection to the agent was lost (once per outage)."""
-
-    def launchTask(self, driver: MesosExecutorDriver, task: mesos_pb2.TaskInfo) -> None:
-        """A task to run; also called once per task of a task group."""
-
-    def killTask(self, driver: MesosExecutorDriver, taskId: mesos_pb2.TaskID) -> None:
-        """Kill the task and send its ``TASK_KILLED``."""
-
-    def frameworkMessage(self, driver: MesosExecutorDriver, message: bytes) -> None:
-        """A message from the scheduler (bytes)."""
-
-    def shutdown(self, driver: MesosExecutorDriver) -> None:
-        """SHUTDOWN, or the agent lost for good: kill every task and report them."""
-
-    def error(self, driver: MesosExecutorDriver, message: str) -> None:
-        """An error from the agent or the driver."""
 
 
 class ExecutorDriver:
@@ -75,3 +36,39 @@ class ExecutorDriver:
 
     def sendFrameworkMessage(self, data: bytes) -> Any:
         """Send a message to the scheduler."""
+
+
+class Executor:
+    """Base class of executors; override the callbacks you need.
+
+    Each callback is a plain function called on the driver's callback thread,
+    one at a time, in the order of the agent's events, with protobuf messages
+    (:mod:`mesos_pb2`). An exception raised by a callback is logged and aborts
+    the driver (one raised by :meth:`error` is only logged), as the bindings did.
+    """
+
+    def registered(self, driver: ExecutorDriver, executorInfo: mesos_pb2.ExecutorInfo,
+                   frameworkInfo: mesos_pb2.FrameworkInfo,
+                   slaveInfo: mesos_pb2.AgentInfo) -> None:
+        """The driver subscribed for the first time."""
+
+    def reregistered(self, driver: ExecutorDriver, slaveInfo: mesos_pb2.AgentInfo) -> None:
+        """The driver subscribed again (agent restarted, with checkpointing)."""
+
+    def disconnected(self, driver: ExecutorDriver) -> None:
+        """The connection to the agent was lost (once per outage)."""
+
+    def launchTask(self, driver: ExecutorDriver, task: mesos_pb2.TaskInfo) -> None:
+        """A task to run; also called once per task of a task group."""
+
+    def killTask(self, driver: ExecutorDriver, taskId: mesos_pb2.TaskID) -> None:
+        """Kill the task and send its ``TASK_KILLED``."""
+
+    def frameworkMessage(self, driver: ExecutorDriver, message: bytes) -> None:
+        """A message from the scheduler (bytes)."""
+
+    def shutdown(self, driver: ExecutorDriver) -> None:
+        """SHUTDOWN, or the agent lost for good: kill every task and report them."""
+
+    def error(self, driver: ExecutorDriver, message: str) -> None:
+        """An error from the agent or the driver."""
