@@ -353,7 +353,7 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         driver's trio thread while the caller waits, briefly: same return
         value, same exceptions, and each thread's updates queued in the order
         it made them. Once the driver's ``trio.run`` has returned, the final
-        status.
+        status. (So the trio thread must not block waiting for such a thread.)
 
         Raises:
             LocalProtocolError: ``TASK_STAGING``, a task this executor never
