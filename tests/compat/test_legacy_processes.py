@@ -95,3 +95,42 @@ async def test_agent_restart_with_checkpointing_loses_no_update(program: str) ->
     assert states(agent, "after") == [RUNNING, FINISHED]
     assert agent.last_subscribe is not None
     assert agent.pending_acks == []
+
+
+LINGERING = """
+import sys, threading
+from trio_mesos.compat.{module} import {names}
+
+class Stuck({base}):
+    def shutdown(self, driver):
+        threading.Event().wait()  # a callback that never returns
+
+status = {driver}(Stuck()).run()
+print("run() returned", status, flush=True)
+threading.Event().wait()  # and a process that would linger after it
+"""
+STYLES = {
+    "pymesos": {"module": "pymesos", "names": "Executor, MesosExecutorDriver",
+                "base": "Executor", "driver": "MesosExecutorDriver"},
+    "mesos": {"module": "mesos", "names": "interface, native",
+              "base": "interface.Executor", "driver": "native.MesosExecutorDriver"},
+}
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_a_stuck_shutdown_callback_is_abandoned_and_the_group_killed(style: str) -> None:
+    program = LINGERING.format(**STYLES[style])
+    grace = 2.0
+    with trio.fail_after(LIMIT):
+        async with FakeAgent(shutdown_grace_period=grace) as agent:
+            async with agent.spawn_executor([sys.executable, "-c", program]) as process:
+                await agent.wait_subscribed()
+                await agent.shutdown()
+                started = trio.current_time()
+                code = await process.wait()
+                took = trio.current_time() - started
+                output = process.stdout_path.read_text()
+    # run() returned at the driver's bound (grace - 1 s); the kill came at the grace.
+    assert "run() returned 4" in output
+    assert code == -9
+    assert grace - 0.5 < took < grace + 10
