@@ -423,3 +423,28 @@ def test_join_before_start_and_a_missing_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("MESOS_FRAMEWORK_ID", raising=False)
     with pytest.raises(ConfigError):
         pymesos.MesosExecutorDriver(pymesos.Executor())
+
+
+def test_importing_the_shims_has_no_side_effects() -> None:
+    import subprocess
+    import sys
+
+    program = """
+import logging, signal, threading
+before = (signal.getsignal(signal.SIGINT), list(logging.getLogger().handlers))
+errors = []
+def imports():
+    try:
+        import trio_mesos.compat.pymesos, trio_mesos.compat.mesos.native
+        import trio_mesos.compat.mesos.executor
+    except BaseException as exc:
+        errors.append(exc)
+thread = threading.Thread(target=imports)
+thread.start()
+thread.join()
+assert not errors, errors
+assert (signal.getsignal(signal.SIGINT), list(logging.getLogger().handlers)) == before
+for name in ("pymesos", "trio_mesos.compat", "trio_mesos"):
+    assert logging.getLogger(name).handlers == [], name
+"""
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
