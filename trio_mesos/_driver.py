@@ -76,6 +76,7 @@ from ._messages import (
 from ._proto import mesos_pb2
 from ._status import Status
 from ._subscription import subscribe_once
+from ._threads import HomeThread
 from ._transport import OpenStream, host_header
 
 if TYPE_CHECKING:
@@ -206,6 +207,7 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         self._max_record_size = max_record_size
         self._kill_process_group_after_grace = kill_process_group_after_grace
         self._last_resort: threading.Timer | None = None
+        self._home = HomeThread()  # calls from other threads hop over to it
         self._ledger = AckLedger()
         self._session = s.Session(
             checkpoint=config.checkpoint,
@@ -271,8 +273,10 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         """Does nothing: the driver started when the ``async with`` block was entered.
 
         Returns ``DRIVER_RUNNING``, or the final status once the driver has
-        ended. Not a checkpoint.
+        ended. Not a checkpoint. Thread-safe.
         """
+        if self._home.elsewhere():
+            return self._home.call(self.start, lambda: self._status)
         return self._status
 
     def stop(self) -> Status:
@@ -284,7 +288,10 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         task work go on; at the end, whatever still runs is cancelled. While
         disconnected nothing can be acknowledged, so the driver ends at once.
         Updates left unacknowledged are logged with their task ids.
+        Thread-safe (see :meth:`send_status_update`).
         """
+        if self._home.elsewhere():
+            return self._home.call(self.stop, lambda: self._status)
         if self._ended:
             return self._status
         self._feed(s.StopRequested())
@@ -298,7 +305,10 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         callback that called it included) sees the cancellation at its next
         checkpoint. Pending updates are not waited for. Returns
         ``DRIVER_ABORTED`` (``DRIVER_STOPPED`` if already stopped).
+        Thread-safe (see :meth:`send_status_update`).
         """
+        if self._home.elsewhere():
+            return self._home.call(self.abort, lambda: self._status)
         if not self._ended:
             self._end(Status.DRIVER_ABORTED)
         return self._status
@@ -332,10 +342,21 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         executor and agent ids, timestamp. Returns ``DRIVER_RUNNING``; once
         the end is decided, the final status (nothing is queued).
 
+        Thread-safe, as are :meth:`start`, :meth:`stop`, :meth:`abort` and
+        :meth:`send_framework_message` (the other methods belong to the
+        driver's trio thread). From another thread (``threading.Thread``,
+        ``trio.to_thread``, another trio run) the call is carried out on the
+        driver's trio thread while the caller waits, briefly: same return
+        value, same exceptions, and each thread's updates queued in the order
+        it made them. Once the driver's ``trio.run`` has returned, the final
+        status. (So the trio thread must not block waiting for such a thread.)
+
         Raises:
             LocalProtocolError: ``TASK_STAGING``, a task this executor never
                 received, or another update the agent would refuse.
         """
+        if self._home.elsewhere():
+            return self._home.call(lambda: self.send_status_update(status), lambda: self._status)
         if self._ended:
             return self._status
         self._queue_update(status)
@@ -348,7 +369,11 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
         disconnected, when the connection is lost before it was sent, or when
         1,024 messages already wait (``await message()`` gives back-pressure).
         Returns ``DRIVER_RUNNING``, or the final status after the end.
+        Thread-safe (see :meth:`send_status_update`).
         """
+        if self._home.elsewhere():
+            return self._home.call(lambda: self.send_framework_message(data),
+                                   lambda: self._status)
         if self._ended:
             return self._status
         self._calls.queue_message(bytes(data), None)

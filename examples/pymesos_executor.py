@@ -1,0 +1,82 @@
+"""An executor written for pymesos, running on trio_mesos: only the import changed.
+
+Classic pymesos style: a thread per task, dict messages. Each task runs the
+shell command carried as text in ``TaskInfo.data`` (how ../shared/realmesos's
+custom mode sends it). Under pymesos the first import read::
+
+    from pymesos import Executor, MesosExecutorDriver, decode_data, encode_data
+
+Framework messages are answered with ``echo: <message>``.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+
+from trio_mesos.compat.pymesos import Executor, MesosExecutorDriver, decode_data, encode_data
+
+
+class ShellExecutor(Executor):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.processes = {}  # task id -> Popen
+        self.killed = set()
+        self.threads = []
+
+    def launchTask(self, driver, task):
+        thread = threading.Thread(target=self.run_task, args=(driver, task))
+        self.threads.append(thread)
+        thread.start()
+
+    def run_task(self, driver, task):
+        task_id = task["task_id"]["value"]
+        command = decode_data(task.get("data", "")).decode("utf-8")
+        send_update(driver, task_id, "TASK_RUNNING")
+        with self.lock:
+            if task_id in self.killed:
+                process = None
+            else:
+                process = subprocess.Popen(["/bin/sh", "-c", command], start_new_session=True)
+                self.processes[task_id] = process
+        code = process.wait() if process is not None else None
+        with self.lock:
+            killed = task_id in self.killed
+        if killed:
+            send_update(driver, task_id, "TASK_KILLED", "killed")
+        elif code == 0:
+            send_update(driver, task_id, "TASK_FINISHED", "exit status 0")
+        else:
+            send_update(driver, task_id, "TASK_FAILED", f"exit status {code}")
+
+    def killTask(self, driver, taskId):
+        with self.lock:
+            self.killed.add(taskId["value"])
+            process = self.processes.get(taskId["value"])
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+
+    def frameworkMessage(self, driver, message):
+        driver.sendFrameworkMessage(encode_data(b"echo: " + decode_data(message)))
+
+    def shutdown(self, driver):
+        with self.lock:
+            task_ids = list(self.processes)
+        for task_id in task_ids:
+            self.killTask(driver, {"value": task_id})
+        for thread in self.threads:
+            thread.join(timeout=2)
+        driver.stop()
+
+
+def send_update(driver, task_id, state, message=""):
+    update = {"task_id": {"value": task_id}, "state": state}
+    if message:
+        update["message"] = message
+    driver.sendStatusUpdate(update)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    MesosExecutorDriver(ShellExecutor()).run()
