@@ -36,10 +36,11 @@ conformance: $(VENV)/.test-stamp
 bench: $(VENV)/.test-stamp
 	$(PY) benchmarks/run_bench.py
 
-## make lint: ruff and mypy --strict on the package
+## make lint: ruff and mypy --strict on the package (and on the typing page's user code)
 lint: $(VENV)/.dev-stamp
 	$(PY) -m ruff check trio_mesos tests scripts
 	$(PY) -m mypy trio_mesos
+	$(PY) -m mypy docs/snippets/typed_user_code.py
 
 $(VENV)/.docs-stamp: pyproject.toml | $(PY)
 	$(PIP) install -e '.[docs]'

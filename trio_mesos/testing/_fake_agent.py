@@ -107,7 +107,7 @@ __all__ = [
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 Call = executor_pb2.Call
 Event = executor_pb2.Event

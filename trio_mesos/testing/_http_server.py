@@ -46,7 +46,7 @@ __all__ = [
     "http_date",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 #: The Content-Type libprocess gives every response with a text body.
 PLAIN_TEXT: Final = "text/plain; charset=utf-8"
