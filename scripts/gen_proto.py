@@ -69,14 +69,16 @@ def build_messages(file: Any, module_name: str, module: dict[str, Any]) -> None:
     hence to the default pool, where another copy of the Mesos protos clashes.
     It does so through its module-level ``_sym_db`` (protobuf 5.27 to 7.x), which
     points at a database over POOL for the time of the call. (The upb runtime
-    registers nothing there.)
+    registers nothing there; a builder without ``_sym_db`` is called as it is.)
     """
-    default = _builder._sym_db  # type: ignore[attr-defined]
-    _builder._sym_db = _symbol_database.SymbolDatabase(pool=POOL)  # type: ignore[attr-defined]
+    default = getattr(_builder, "_sym_db", None)
+    if default is not None:
+        _builder._sym_db = _symbol_database.SymbolDatabase(pool=POOL)  # type: ignore[attr-defined]
     try:
         _builder.BuildTopDescriptorsAndMessages(file, module_name, module)
     finally:
-        _builder._sym_db = default  # type: ignore[attr-defined]
+        if default is not None:
+            _builder._sym_db = default  # type: ignore[attr-defined]
 '''
 
 def _sub(pattern: str, replacement: str, text: str, count: int) -> str:
