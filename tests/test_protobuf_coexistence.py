@@ -2,7 +2,7 @@
 
 The decision (docs/installation.rst, "Other copies of the Mesos protos"): the
 generated modules build their descriptors in a pool of trio_mesos's own
-(``trio_mesos._proto.POOL``), never in protobuf's process-wide default pool,
+(``trio_mesos._protobuf_compat.POOL``), never in protobuf's process-wide default pool,
 where a second registration of ``mesos/v1/mesos.proto`` or of the same message
 names with other contents makes the later import fail. Each case runs in a
 fresh interpreter, since the default pool lives as long as the process.
@@ -20,7 +20,7 @@ import textwrap
 import pytest
 from google.protobuf import descriptor_pool
 
-import trio_mesos._proto
+from trio_mesos._protobuf_compat import POOL
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def test_another_copy_of_the_mesos_protos_in_the_default_pool(
 
 
 def test_the_generated_modules_use_their_own_pool() -> None:
-    pool = trio_mesos._proto.POOL
+    pool = POOL
     assert pool is not descriptor_pool.Default()
     assert mesos_pb2.DESCRIPTOR.pool is pool
     assert executor_pb2.DESCRIPTOR.pool is pool

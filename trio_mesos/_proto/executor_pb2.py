@@ -5,8 +5,8 @@
 # Protobuf Python Version: 5.26.1
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
-from . import POOL as _POOL
-from . import build_messages as _build_messages
+from .._protobuf_compat import POOL as _POOL
+from .._protobuf_compat import build_messages as _build_messages
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
 # @@protoc_insertion_point(imports)
