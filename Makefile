@@ -82,8 +82,8 @@ proto-check: $(VENV)/.dev-stamp $(PROTO_VENV)/.stamp
 	diff -r trio_mesos/_proto .proto-check -x __pycache__ && rm -rf .proto-check
 
 ## make check-proto-compat: compare proto/ with the Mesos wire schema in ../shared
-check-proto-compat: $(VENV)/.dev-stamp
-	$(PY) ../shared/tools/check_proto_compat.py proto
+check-proto-compat: $(PROTO_VENV)/.stamp
+	$(PROTO_VENV)/bin/python ../shared/tools/check_proto_compat.py proto
 
 clean:
 	rm -rf $(VENV) .proto-check .pytest_cache .mypy_cache .ruff_cache .hypothesis
