@@ -38,34 +38,54 @@ conformance: $(VENV)/.test-stamp
 bench: $(VENV)/.test-stamp
 	$(PY) benchmarks/run_bench.py
 
-## make lint: ruff and mypy --strict on the package
+## make lint: ruff and mypy --strict on the package (and on the typing page's user code)
 lint: $(VENV)/.dev-stamp
 	$(PY) -m ruff check trio_mesos tests scripts
 	$(PY) -m mypy trio_mesos
+	$(PY) -m mypy docs/snippets/typed_user_code.py
 
 $(VENV)/.docs-stamp: pyproject.toml | $(PY)
 	$(PIP) install -e '.[docs]'
 	touch $@
 
 ## make docs: the Sphinx site in docs/_build/html; warnings are errors; no network
-## (-E: a fresh environment every time, so docstring edits always show; graphviz
-## draws the state diagrams and is installed if missing)
+## (-E: a fresh environment every time, so docstring edits always show; graphviz's
+## `dot` draws the state diagrams and must be installed: it stops with how if not)
 docs: $(VENV)/.docs-stamp
-	command -v dot >/dev/null || { echo "installing graphviz (dot)"; apt-get update -qq && apt-get install -y -qq graphviz; }
+	@command -v dot >/dev/null || { \
+	    echo "make docs: graphviz's 'dot' is not installed; it draws the state diagrams." >&2; \
+	    echo "  Debian/Ubuntu: sudo apt-get install graphviz" >&2; \
+	    echo "  Fedora/RHEL:   sudo dnf install graphviz" >&2; \
+	    echo "  macOS:         brew install graphviz" >&2; \
+	    exit 1; }
 	$(PY) -m sphinx -E -W --keep-going -b html docs docs/_build/html
 
+# protoc lives in a venv of its own: the generator pinned in scripts/proto-requirements.txt
+# needs protobuf<6, the dev venv has the newest; mypy-protobuf's plugin runs from the dev venv.
+# grpcio-tools 1.63.2 has wheels for CPython 3.8-3.12: elsewhere set PROTO_PYTHON=python3.12.
+PROTO_PYTHON ?= $(PYTHON)
+PROTO_VENV   := $(VENV)/proto-gen
+GEN_PROTO     = $(PROTO_VENV)/bin/python scripts/gen_proto.py --mypy-plugin $(VENV)/bin/protoc-gen-mypy
+
+$(PROTO_VENV)/.stamp: scripts/proto-requirements.txt | $(PY)
+	rm -rf $(PROTO_VENV)
+	$(PROTO_PYTHON) -m venv $(PROTO_VENV)
+	$(PROTO_VENV)/bin/python -m pip --disable-pip-version-check -q install \
+	    -r scripts/proto-requirements.txt
+	touch $@
+
 ## make proto: regenerate trio_mesos/_proto from proto/
-proto: $(VENV)/.dev-stamp
-	$(PY) scripts/gen_proto.py
+proto: $(VENV)/.dev-stamp $(PROTO_VENV)/.stamp
+	$(GEN_PROTO)
 
 ## make proto-check: fail if the committed generated code differs from a fresh generation
-proto-check: $(VENV)/.dev-stamp
-	rm -rf .proto-check && $(PY) scripts/gen_proto.py .proto-check
+proto-check: $(VENV)/.dev-stamp $(PROTO_VENV)/.stamp
+	rm -rf .proto-check && $(GEN_PROTO) .proto-check
 	diff -r trio_mesos/_proto .proto-check -x __pycache__ && rm -rf .proto-check
 
 ## make check-proto-compat: compare proto/ with the Mesos wire schema in ../shared
-check-proto-compat: $(VENV)/.dev-stamp
-	$(PY) ../shared/tools/check_proto_compat.py proto
+check-proto-compat: $(PROTO_VENV)/.stamp
+	$(PROTO_VENV)/bin/python ../shared/tools/check_proto_compat.py proto
 
 clean:
 	rm -rf $(VENV) .proto-check .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -51,7 +51,7 @@ from ._transport import OpenStream
 
 __all__ = ["MAX_CALLS_IN_FLIGHT", "MESSAGE_QUEUE_SIZE", "CallSender"]
 
-log: Final = logging.getLogger("trio_mesos.calls")
+log: Final = logging.getLogger("trio_mesos.driver")
 
 #: Framework messages waiting to be sent. A message that does not fit is
 #: refused (``message()`` raises MessageQueueFullError); the queued ones keep

@@ -44,6 +44,7 @@ Every problem is collected first and reported in one :class:`ConfigError`
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -453,8 +454,6 @@ class ExecutorConfig:
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOST = re.compile(r"[A-Za-z0-9._-]+")
-_HEX_GROUP = re.compile(r"[0-9A-Fa-f]{1,4}")
-_IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
 # A libprocess process id must be usable as one URL path segment.
 _PROCESS_ID = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:]+")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -483,31 +482,34 @@ def _required_text(environ: Mapping[str, str], name: str, problems: list[tuple[s
     return value
 
 
-def _is_ipv4(text: str) -> bool:
-    return bool(_IPV4.fullmatch(text)) and all(int(part) <= 255 for part in text.split("."))
-
-
 def _is_ipv6(text: str) -> bool:
-    address, percent, zone = text.partition("%")
-    if percent and not zone:
+    """An IPv6 address, optionally with a ``%zone`` (no brackets)."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
         return False
-    if "." in address:
-        head, _, tail = address.rpartition(":")
-        if not _is_ipv4(tail):
-            return False
-        address = head + ":0:0"  # the dotted tail stands for two groups
-    if address.count("::") > 1:
-        return False
-    if "::" in address:
-        left, right = address.split("::")
-        groups = (left.split(":") if left else []) + (right.split(":") if right else [])
-        if len(groups) > 7:
-            return False
-    else:
-        groups = address.split(":")
-        if len(groups) != 8:
-            return False
-    return all(_HEX_GROUP.fullmatch(group) for group in groups)
+    return True
+
+
+def _check_host(host: str) -> None:
+    """A host name or a strict dotted-quad IPv4 address; raise ValueError with the reason.
+
+    A host whose last label starts with a digit is no DNS name (top-level domains
+    are alphabetic): ``getaddrinfo`` would read it as an IPv4 address with
+    ``inet_aton``'s rules, where ``010.0.0.1`` is octal for 8.0.0.1 and ``10.1``
+    is 10.0.0.1. Such a host must be four decimal numbers 0-255 without leading
+    zeros (``ipaddress.IPv4Address``), so it means what it says.
+    """
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address")
+    if host.rstrip(".").rpartition(".")[2][:1].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is not an IPv4 address (four decimal numbers 0-255,"
+                " without leading zeros) nor a host name"
+            ) from None
 
 
 def _parse_host_port(text: str) -> tuple[str, int]:
@@ -525,8 +527,7 @@ def _parse_host_port(text: str) -> tuple[str, int]:
             raise ValueError("expected HOST:PORT (IPv6 as [ADDRESS]:PORT)")
         if ":" in host:
             raise ValueError("an IPv6 address must be in brackets, as [ADDRESS]:PORT")
-        if not _HOST.fullmatch(host):
-            raise ValueError(f"{host!r} is not a host name or IPv4 address")
+        _check_host(host)
     if not _PORT.fullmatch(port_text):
         raise ValueError(f"port {port_text!r} is not a decimal number")
     port = int(port_text)

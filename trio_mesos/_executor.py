@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trio_mesos.executor")
 
 
 class Executor:

@@ -36,7 +36,7 @@ from ._errors import RemoteProtocolError, TrioMesosError
 
 __all__ = ["AgentConnection", "CallPipeline", "Response", "TransportError"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trio_mesos.connection")
 
 #: Bytes asked of the stream per receive.
 RECEIVE_SIZE: Final = 64 * 1024

@@ -35,6 +35,7 @@ from google.protobuf.message import Message as _ProtoMessage
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._proto import executor_pb2, mesos_pb2
+from ._protobuf_compat import is_repeated
 
 __all__ = [
     "TERMINAL_STATES",
@@ -183,7 +184,7 @@ def _check_strings(message: _ProtoMessage) -> None:
     """Reject ``string`` fields that are not UTF-8 (upb hands them back as bytes in proto2)."""
     for field, value in message.ListFields():
         if field.type == field.TYPE_STRING:
-            for item in value if field.is_repeated else (value,):
+            for item in value if is_repeated(field) else (value,):
                 if not isinstance(item, str):
                     raise RemoteProtocolError(
                         f"invalid UTF-8 in string field '{field.full_name}': {item!r:.80}"
@@ -200,7 +201,7 @@ def _check_strings(message: _ProtoMessage) -> None:
                         )
                     if value_field.type == value_field.TYPE_MESSAGE:
                         _check_strings(item)
-            elif field.is_repeated:
+            elif is_repeated(field):
                 for item in value:
                     _check_strings(item)
             else:

@@ -117,7 +117,7 @@ __all__ = [
     "tls_context",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trio_mesos.connection")
 
 #: An async callable returning a fresh stream to the agent (the driver's seam
 #: for tests: ``FakeAgent.connect`` fits it).

@@ -377,6 +377,9 @@ def test_sandbox_defaults_to_directory() -> None:
         ("[::ffff:10.0.0.1]:1", "::ffff:10.0.0.1", 1),
         ("[2001:db8:0:0:0:0:0:1]:65535", "2001:db8:0:0:0:0:0:1", 65535),
         ("agent-1.example.com:5051", "agent-1.example.com", 5051),
+        ("1e100.net:5051", "1e100.net", 5051),
+        ("0.0.0.0:5051", "0.0.0.0", 5051),
+        ("255.255.255.255:5051", "255.255.255.255", 5051),
     ],
 )
 def test_agent_endpoint_valid(endpoint: str, host: str, port: int) -> None:
@@ -410,12 +413,34 @@ def test_agent_endpoint_valid(endpoint: str, host: str, port: int) -> None:
         "[10.0.0.1]:5051",
         "host name:5051",
         "http://10.0.0.1:5051",
+        # IPv4 literals getaddrinfo (inet_aton) would read otherwise than they look
+        "010.0.0.1:5051",  # octal: 8.0.0.1
+        "10.0.0.01:5051",
+        "10.1:5051",  # 10.0.0.1
+        "2130706433:5051",  # 127.0.0.1
+        "0x7f.0.0.1:5051",
+        "256.0.0.1:5051",
+        "10.0.0.1.:5051",
+        "[::ffff:010.0.0.1]:5051",
+        "[fe80::1%]:5051",
     ],
 )
 def test_agent_endpoint_malformed(endpoint: str) -> None:
     error = problems_of(env(MESOS_AGENT_ENDPOINT=endpoint))
     assert error.variables == ("MESOS_AGENT_ENDPOINT",)
     assert repr(endpoint) in str(error)
+
+
+@given(st.lists(st.integers(0, 255), min_size=4, max_size=4), st.integers(0, 3))
+def test_ipv4_literals_are_strict_dotted_quads(octets: list[int], padded: int) -> None:
+    address = ".".join(map(str, octets))
+    config = ExecutorConfig.from_environ(env(MESOS_AGENT_ENDPOINT=f"{address}:5051"))
+    assert config.agent_host == address
+    # A leading zero makes inet_aton read the octet as octal: refused, never resolved.
+    zero_padded = ".".join(f"0{o}" if i == padded else str(o) for i, o in enumerate(octets))
+    error = problems_of(env(MESOS_AGENT_ENDPOINT=f"{zero_padded}:5051"))
+    assert error.variables == ("MESOS_AGENT_ENDPOINT",)
+    assert "not an IPv4 address" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -431,6 +456,7 @@ def test_agent_endpoint_malformed(endpoint: str) -> None:
         "sla ve(1)@127.0.0.1:5051",
         "a/b@127.0.0.1:5051",
         "slave(1)@::1:5051",
+        "slave(1)@010.0.0.1:5051",
     ],
 )
 def test_slave_pid_malformed(pid: str) -> None:

@@ -55,6 +55,7 @@ from trio_mesos._messages import (
     subscribe_call,
     update_call,
 )
+from trio_mesos._protobuf_compat import is_repeated
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
 Call = executor_pb2.Call
@@ -341,7 +342,7 @@ def assert_proto_json(document: object, message: ProtoMessage) -> None:
         field = descriptor.fields_by_name.get(key)
         assert field is not None, f"{key!r} is not a field of {descriptor.full_name}"
         actual = getattr(message, key)
-        if field.is_repeated:
+        if is_repeated(field):
             assert isinstance(value, list)
             assert len(value) == len(actual)
             pairs = list(zip(value, actual, strict=True))
@@ -748,7 +749,7 @@ def _strings(value: object) -> list[object]:
     if isinstance(value, ProtoMessage):
         found: list[object] = []
         for field, field_value in value.ListFields():
-            items = field_value if field.is_repeated else [field_value]
+            items = field_value if is_repeated(field) else [field_value]
             for item in items:
                 if field.type == FieldDescriptor.TYPE_STRING:
                     found.append(item)

@@ -23,6 +23,7 @@ PURE_MODULES = [
     "_backoff",
     "_recordio",
     "_messages",
+    "_protobuf_compat",
     "_acks",
     "_answers",
     "_session",

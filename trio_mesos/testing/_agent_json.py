@@ -54,6 +54,7 @@ from typing import Any, Final
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from .._protobuf_compat import is_repeated, is_required
 from ..v1 import executor_pb2
 
 __all__ = [
@@ -153,7 +154,7 @@ def _message(message: Message) -> str:
     parts: list[str] = []
     for field in descriptor.fields:
         name = field.name
-        if field.is_repeated:
+        if is_repeated(field):
             values = getattr(message, name)
             if not len(values):
                 continue
@@ -266,7 +267,7 @@ _FLOAT_TYPES: Final = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TY
 
 
 def _store(message: Message, field: Any, value: Any) -> None:
-    if field.is_repeated:
+    if is_repeated(field):
         getattr(message, field.name).append(value)
     else:
         setattr(message, field.name, value)
@@ -279,7 +280,7 @@ def _apply(message: Message, field: Any, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, list):
-        if not field.is_repeated:
+        if not is_repeated(field):
             raise CallParseError(f"Not expecting a JSON array for field '{name}'")
         for item in value:
             _apply(message, field, item)
@@ -287,7 +288,7 @@ def _apply(message: Message, field: Any, value: Any) -> None:
     if isinstance(value, dict):
         if kind != FieldDescriptor.TYPE_MESSAGE:
             raise CallParseError(f"Not expecting a JSON object for field '{name}'")
-        if field.is_repeated:
+        if is_repeated(field):
             child = getattr(message, name).add()
         else:
             child = getattr(message, name)
@@ -315,7 +316,7 @@ def _apply(message: Message, field: Any, value: Any) -> None:
     elif kind == FieldDescriptor.TYPE_ENUM:
         enum_value = field.enum_type.values_by_name.get(value)
         if enum_value is None:
-            if field.is_required:
+            if is_required(field):
                 raise CallParseError(f"Failed to find enum for '{value}'")
             return
         _store(message, field, enum_value.number)

@@ -63,7 +63,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - trio depends on the backpor
 
 __all__ = ["AgentCore", "Generation"]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 Event = executor_pb2.Event
 

@@ -58,7 +58,7 @@ __all__ = [
     "SentEvent",
 ]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 Call = executor_pb2.Call
 Event = executor_pb2.Event

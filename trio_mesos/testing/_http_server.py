@@ -43,7 +43,7 @@ __all__ = [
     "http_date",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 _MAX_RECV: Final = 65536
 #: Largest request head h11 buffers (h11's own default).

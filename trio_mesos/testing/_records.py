@@ -31,7 +31,7 @@ __all__ = [
     "SentEvent",
 ]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 _Predicate: TypeAlias = Callable[[], bool]
 _Item = TypeVar("_Item", "RecordedCall", "SentEvent", mesos_pb2.TaskStatus)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentServer", "Connection", "EventStream", "Hijack", "Outgoing"]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 
 class ItemKind(enum.Enum):

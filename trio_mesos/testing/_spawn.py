@@ -36,7 +36,7 @@ __all__ = [
     "sandbox_path",
 ]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 #: Grace for killing and reaping a spawned executor on exit (real time).
 _REAP_TIMEOUT: Final = 5.0

@@ -26,7 +26,7 @@ from ..v1 import executor_pb2, mesos_pb2
 
 __all__ = ["TaskBook", "UpdateOutcome", "ack_event"]
 
-logger = logging.getLogger("trio_mesos.testing")
+logger = logging.getLogger("trio_mesos.testing.fake_agent")
 
 
 class UpdateOutcome(enum.Enum):
