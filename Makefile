@@ -33,7 +33,8 @@ conformance: $(VENV)/.test-stamp
 	bash ../shared/realmesos/conformance.sh \
 	    --executor "exec $(abspath $(PY)) -m trio_mesos.command_executor --echo-messages --keep-group-running"
 
-## make bench: throughput, start latency, memory, dispatch vs the h11 ceiling and pymesos
+## make bench: throughput, CPU per update, memory per pending update, import and start time,
+## dispatch latency, against the h11 ceiling and floor, trio's own import and pymesos
 ## (127.0.0.1 only; builds pymesos 0.3.15's venv under ~/.cache/trio_mesos-bench if needed)
 bench: $(VENV)/.test-stamp
 	$(PY) benchmarks/run_bench.py

@@ -13,6 +13,8 @@ It reports on stdout, one JSON object per line:
 
 * ``{"event": "listening", "port": P}``
 * ``{"event": "subscribed", "t": <time.monotonic()>}`` for every SUBSCRIBE
+* with ``--wait-go``, the LAUNCHes start only after a line arrives on stdin
+  (the harness measures the subscribed, idle executor first);
 * ``{"event": "done", ...}`` once ``--tasks`` x ``--updates`` UPDATEs were
   answered (and acknowledged), with the elapsed time and the dispatch
   latencies (the executor puts ``time.monotonic()`` at ``launch_task`` entry
@@ -107,6 +109,7 @@ class Agent:
         self.expected = self.tasks * self.updates_per_task
         self.ack: bool = not args.no_ack
         self.launch_interval: float = args.launch_interval
+        self.wait_go: bool = args.wait_go
         self.stream: Conn | None = None
         self.stream_ct = PROTOBUF
         self.count = 0
@@ -130,6 +133,9 @@ class Agent:
 
     async def launch_all(self, conn: Conn, ct: str) -> None:
         events = [(f"t{i}", record(encode(launch_event(f"t{i}"), ct))) for i in range(self.tasks)]
+        if self.wait_go:
+            # the harness samples the idle executor's CPU and RSS, then says "go"
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         self.first_launch = time.monotonic()
         for task_id, data in events:
             if self.launch_interval:
@@ -257,6 +263,9 @@ async def main() -> None:
     parser.add_argument("--no-ack", action="store_true")
     parser.add_argument("--launch-interval", type=float, default=0.0)
     parser.add_argument("--lifetime", type=float, default=300.0)
+    parser.add_argument(
+        "--wait-go", action="store_true", help="launch only after a line on stdin"
+    )
     args = parser.parse_args()
     # a killed executor makes asyncio warn "socket.send() raised exception": expected here
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
