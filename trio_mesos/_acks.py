@@ -84,23 +84,48 @@ class AckResult(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(slots=True, eq=False)
 class PendingUpdate:
     """One update the agent has not acknowledged yet.
+
+    The ledger may hold many of these for a long time (every update until its
+    ACK), so the status is kept in its encoded form: a few dozen bytes, where a
+    live protobuf message costs a C arena of its own (about 2 KB of RSS each;
+    see the "Performance, round 2" issue).
 
     Attributes:
         seq: position in send order (increasing, never reused).
         uuid: the update's ``TaskStatus.uuid``.
         task_id: the update's task.
-        status: the prepared status, exactly as sent.
+        data: the prepared status, exactly as sent, serialized (protobuf).
         delivery: see :class:`Delivery`.
     """
 
-    seq: int
-    uuid: bytes
-    task_id: str
-    status: mesos_pb2.TaskStatus
-    delivery: Delivery = Delivery.QUEUED
+    __slots__ = ("data", "delivery", "seq", "task_id", "uuid")
+
+    def __init__(
+        self,
+        seq: int,
+        uuid: bytes,
+        task_id: str,
+        data: bytes,
+        delivery: Delivery = Delivery.QUEUED,
+    ) -> None:
+        self.seq = seq
+        self.uuid = uuid
+        self.task_id = task_id
+        self.data = data
+        self.delivery = delivery
+
+    @property
+    def status(self) -> mesos_pb2.TaskStatus:
+        """The prepared status, decoded (a new message on every call)."""
+        return mesos_pb2.TaskStatus.FromString(self.data)
+
+    def __repr__(self) -> str:
+        return (
+            f"PendingUpdate(seq={self.seq}, uuid={self.uuid!r}, task_id={self.task_id!r}, "
+            f"delivery={self.delivery})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +155,8 @@ class AckLedger:
         self._unaccepted: dict[str, deque[PendingUpdate]] = {}
         # task id -> TaskInfo, for tasks with no acknowledged update yet.
         self._unacked_tasks: dict[str, mesos_pb2.TaskInfo] = {}
-        self._known_tasks: set[str] = set()
+        # task id -> the same string: updates share it instead of a copy each.
+        self._known_tasks: dict[str, str] = {}
         self._acked: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._seq = 0
         self._counters = _Counters()
@@ -141,7 +167,7 @@ class AckLedger:
         """Record a task from LAUNCH or LAUNCH_GROUP (each task of the group)."""
         task_id = task.task_id.value
         if task_id not in self._known_tasks:
-            self._known_tasks.add(task_id)
+            self._known_tasks[task_id] = task_id
             kept = mesos_pb2.TaskInfo()
             kept.CopyFrom(task)
             self._unacked_tasks[task_id] = kept
@@ -166,10 +192,11 @@ class AckLedger:
             raise LocalProtocolError("update has no uuid (prepare it first)")
         if uuid in self._updates:
             raise LocalProtocolError(f"update {uuid.hex()} is already pending")
-        if task_id not in self._known_tasks:
+        known_id = self._known_tasks.get(task_id)
+        if known_id is None:
             raise LocalProtocolError(f"task {task_id!r} was never received by this executor")
         self._seq += 1
-        entry = PendingUpdate(self._seq, uuid, task_id, status)
+        entry = PendingUpdate(self._seq, uuid, known_id, status.SerializePartialToString())
         self._updates[uuid] = entry
         self._unaccepted.setdefault(task_id, deque()).append(entry)
         return entry
@@ -251,7 +278,9 @@ class AckLedger:
         """The ``unacknowledged_tasks`` and ``unacknowledged_updates`` for a SUBSCRIBE."""
         return SubscribeLists(
             tasks=tuple(self._unacked_tasks.values()),
-            updates=tuple(e.status for e in self._updates.values()),
+            updates=tuple(
+                mesos_pb2.TaskStatus.FromString(e.data) for e in self._updates.values()
+            ),
             watermark=self._seq,
         )
 

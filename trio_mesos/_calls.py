@@ -46,7 +46,13 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._http import CallPipeline, Response, TransportError
-from ._messages import ContentType, encode_message, heartbeat_call, message_call, update_call
+from ._messages import (
+    ContentType,
+    encode_message,
+    encode_update_call,
+    heartbeat_call,
+    message_call,
+)
 from ._transport import OpenStream
 
 __all__ = ["MAX_CALLS_IN_FLIGHT", "MESSAGE_QUEUE_SIZE", "CallSender"]
@@ -274,8 +280,8 @@ class CallSender:
         framework_id, executor_id = self._ids
         for entry in self._ledger.sendable()[:room]:
             self._ledger.update_sending(entry.uuid)
-            call = update_call(framework_id, executor_id, entry.status)
-            calls.append(_Call(_UPDATE, encode_message(call, self._content_type), entry.uuid))
+            body = encode_update_call(framework_id, executor_id, entry.data, self._content_type)
+            calls.append(_Call(_UPDATE, body, entry.uuid))
         while self._messages and len(calls) < room:
             message = self._messages.popleft()
             call = message_call(framework_id, executor_id, message.data)

@@ -26,6 +26,7 @@ fresh uuid bytes. Protobuf decode failures are turned into
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -53,6 +54,7 @@ __all__ = [
     "UnknownEvent",
     "decode_message",
     "encode_message",
+    "encode_update_call",
     "heartbeat_call",
     "is_terminal",
     "is_valid_uuid",
@@ -453,6 +455,40 @@ def update_call(
     call = _call(framework_id, executor_id, Call.UPDATE)
     call.update.status.CopyFrom(status)
     return call
+
+
+def encode_update_call(
+    framework_id: str, executor_id: str, status_data: bytes, content_type: ContentType
+) -> bytes:
+    """The encoded UPDATE call for a prepared status kept serialized (the ledger's form).
+
+    Protobuf: exactly ``encode_message(update_call(..., status), PROTOBUF)``,
+    without building the message: the call's other fields (1 to 3), then
+    ``update`` (field 5, the highest one set) holding ``status`` (field 1),
+    each length-delimited, as protobuf writes them (fields in number order).
+    """
+    if content_type is not ContentType.PROTOBUF:
+        status = mesos_pb2.TaskStatus.FromString(status_data)
+        return encode_message(update_call(framework_id, executor_id, status), content_type)
+    update = b"\x0a" + _varint(len(status_data)) + status_data
+    return _update_prefix(framework_id, executor_id) + b"\x2a" + _varint(len(update)) + update
+
+
+@functools.lru_cache(maxsize=4)
+def _update_prefix(framework_id: str, executor_id: str) -> bytes:
+    return _call(framework_id, executor_id, Call.UPDATE).SerializeToString()
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative int."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def message_call(framework_id: str, executor_id: str, data: bytes) -> executor_pb2.Call:

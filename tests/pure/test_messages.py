@@ -46,6 +46,7 @@ from trio_mesos._messages import (
     UnknownEvent,
     decode_message,
     encode_message,
+    encode_update_call,
     heartbeat_call,
     is_terminal,
     is_valid_uuid,
@@ -411,6 +412,29 @@ def test_json_is_agent_style(message):
     body = encode_message(message, ContentType.JSON)
     assert_compact(body)
     assert_proto_json(json.loads(body), message)
+
+
+@given(task_statuses(), ids, ids, content_types)
+def test_encoded_update_call_is_the_update_call_encoded(status, framework_id, executor_id, ct):
+    # The ledger keeps statuses serialized; the UPDATE built from those bytes is
+    # byte for byte the one built from the message (protobuf), or the same call (JSON).
+    data = status.SerializePartialToString()
+    body = encode_update_call(framework_id, executor_id, data, ct)
+    expected = update_call(framework_id, executor_id, status)
+    if ct is ContentType.PROTOBUF:
+        assert body == expected.SerializePartialToString()
+    else:
+        assert decode_message(body, ct, Call) == decode_message(
+            encode_message(expected, ct), ct, Call
+        )
+
+
+def test_encoded_update_call_with_a_long_status_uses_multibyte_lengths():
+    status = TaskStatus(state=mesos_pb2.TASK_RUNNING, data=b"x" * 70000)
+    status.task_id.value = "t"
+    body = encode_update_call(FID, EID, status.SerializeToString(), ContentType.PROTOBUF)
+    assert body == update_call(FID, EID, status).SerializeToString()
+    assert Call.FromString(body).update.status == status
 
 
 def test_json_example_uses_proto_names_enum_names_and_base64():
