@@ -322,24 +322,44 @@ class CallSender:
                 return
 
     async def _reader(self, pipe: CallPipeline, state: _Pipeline) -> None:
-        """Reads the answers in order and applies them; each call has call_timeout."""
+        """Reads the answers in order and applies them; each call has call_timeout.
+
+        One cancel scope serves many answers (its deadline moves per call: a
+        scope per answer was a twentieth of the CPU per update); a new one is
+        taken only when its deadline passed just as an answer completed.
+        """
         while True:
-            while not state.in_flight:
-                if not await self._wait_for_calls(pipe, state):
-                    state.scope.cancel()
-                    return
-            call = state.in_flight[0]
-            response: Response | None = None
-            try:
-                with trio.move_on_after(self._call_timeout):
-                    response = await pipe.receive()
-                if response is None:
-                    raise TransportError(f"no complete answer within {self._call_timeout:g} s")
-            except (TransportError, RemoteProtocolError) as exc:
+            with trio.CancelScope() as timer:
+                renew = await self._read_answers(pipe, state, timer)
+            if timer.cancelled_caught:
+                call = state.in_flight[0]
+                exc = TransportError(f"no complete answer within {self._call_timeout:g} s")
                 log.warning("%s failed: %s", call.what, exc)
                 state.failed = True
                 state.scope.cancel()
                 return
+            if not renew:
+                return
+
+    async def _read_answers(
+        self, pipe: CallPipeline, state: _Pipeline, timer: trio.CancelScope
+    ) -> bool:
+        """The reader's loop under ``timer``; True when ``timer`` must be replaced."""
+        while True:
+            while not state.in_flight:
+                if not await self._wait_for_calls(pipe, state):
+                    state.scope.cancel()
+                    return False
+            call = state.in_flight[0]
+            timer.deadline = trio.current_time() + self._call_timeout
+            try:
+                response = await pipe.receive()
+            except (TransportError, RemoteProtocolError) as exc:
+                log.warning("%s failed: %s", call.what, exc)
+                state.failed = True
+                state.scope.cancel()
+                return False
+            timer.deadline = math.inf
             state.in_flight.popleft()
             self._answered(call, response, state)
             self._on_answer()
@@ -348,7 +368,11 @@ class CallSender:
                 # The agent closes after this answer: what is still in flight
                 # goes back to its queue and out on a new connection.
                 state.scope.cancel()
-                return
+                return False
+            if timer.cancel_called:
+                # The deadline passed as this answer completed: it stands, and
+                # the next call gets a scope of its own.
+                return True
 
     async def _wait_for_calls(self, pipe: CallPipeline, state: _Pipeline) -> bool:
         """Wait until a call is in flight, watching the idle connection meanwhile.

@@ -182,32 +182,66 @@ def decode_message(data: bytes, content_type: ContentType, message_type: type[M]
     return message
 
 
-def _check_strings(message: _ProtoMessage) -> None:
-    """Reject ``string`` fields that are not UTF-8 (upb hands them back as bytes in proto2)."""
-    for field, value in message.ListFields():
+# How _check_strings treats a field, decided once per field descriptor (it runs
+# on every event received: comparing types and reading options per field was
+# most of the cost of parsing an ACKNOWLEDGED).
+_SKIP: Final = 0
+_STRING: Final = 1
+_STRINGS: Final = 2
+_MESSAGE: Final = 3
+_MESSAGES: Final = 4
+_MAP: Final = 5
+_MAP_OF_MESSAGES: Final = 6
+_FIELD_KINDS: dict[Any, int] = {}
+
+
+def _field_kind(field: Any) -> int:
+    kind = _FIELD_KINDS.get(field)
+    if kind is None:
+        repeated = is_repeated(field)
         if field.type == field.TYPE_STRING:
-            for item in value if is_repeated(field) else (value,):
-                if not isinstance(item, str):
-                    raise RemoteProtocolError(
-                        f"invalid UTF-8 in string field '{field.full_name}': {item!r:.80}"
-                    )
+            kind = _STRINGS if repeated else _STRING
         elif field.type == field.TYPE_MESSAGE:
             entry = field.message_type
             assert entry is not None
             if entry.GetOptions().map_entry:
                 value_field = entry.fields_by_name["value"]
-                for key, item in value.items():
-                    if not isinstance(key, str):
-                        raise RemoteProtocolError(
-                            f"invalid UTF-8 in a map key of '{field.full_name}'"
-                        )
-                    if value_field.type == value_field.TYPE_MESSAGE:
-                        _check_strings(item)
-            elif is_repeated(field):
-                for item in value:
-                    _check_strings(item)
+                kind = _MAP_OF_MESSAGES if value_field.type == value_field.TYPE_MESSAGE else _MAP
             else:
-                _check_strings(value)
+                kind = _MESSAGES if repeated else _MESSAGE
+        else:
+            kind = _SKIP
+        _FIELD_KINDS[field] = kind
+    return kind
+
+
+def _check_strings(message: _ProtoMessage) -> None:
+    """Reject ``string`` fields that are not UTF-8 (upb hands them back as bytes in proto2)."""
+    for field, value in message.ListFields():
+        kind = _FIELD_KINDS.get(field)
+        if kind is None:
+            kind = _field_kind(field)
+        if kind == _SKIP:
+            continue
+        if kind == _MESSAGE:
+            _check_strings(value)
+        elif kind == _STRING or kind == _STRINGS:
+            for item in value if kind == _STRINGS else (value,):
+                if not isinstance(item, str):
+                    raise RemoteProtocolError(
+                        f"invalid UTF-8 in string field '{field.full_name}': {item!r:.80}"
+                    )
+        elif kind == _MESSAGES:
+            for item in value:
+                _check_strings(item)
+        else:
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise RemoteProtocolError(
+                        f"invalid UTF-8 in a map key of '{field.full_name}'"
+                    )
+                if kind == _MAP_OF_MESSAGES:
+                    _check_strings(item)
 
 
 def _check_base64(document: object, descriptor: Any) -> None:
