@@ -42,11 +42,11 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 from ._errors import LocalProtocolError
 from ._proto import mesos_pb2
+from ._record import record
 
 __all__ = [
     "AckLedger",
@@ -128,7 +128,7 @@ class PendingUpdate:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SubscribeLists:
     """The two lists for one SUBSCRIBE, and the ledger position they cover."""
 
@@ -138,11 +138,13 @@ class SubscribeLists:
     watermark: int
 
 
-@dataclass(slots=True)
 class _Counters:
-    acknowledged: int = 0
-    duplicate: int = 0
-    unknown: int = 0
+    __slots__ = ("acknowledged", "duplicate", "unknown")
+
+    def __init__(self) -> None:
+        self.acknowledged = 0
+        self.duplicate = 0
+        self.unknown = 0
 
 
 class AckLedger:

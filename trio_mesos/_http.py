@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import h11
 import trio
 
 from ._errors import RemoteProtocolError, TrioMesosError
+from ._record import record
 
 __all__ = ["AgentConnection", "CallPipeline", "Response", "TransportError"]
 
@@ -50,7 +50,7 @@ class TransportError(TrioMesosError):
     """The connection to the agent failed or ended (retryable; the connection is dead)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Response:
     """A response head, plus the whole body for non-streaming responses."""
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from google.protobuf.message import DecodeError, EncodeError
@@ -37,6 +36,7 @@ from google.protobuf.message import Message as _ProtoMessage
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._proto import executor_pb2, mesos_pb2
 from ._protobuf_compat import is_repeated
+from ._record import record
 
 __all__ = [
     "TERMINAL_STATES",
@@ -225,7 +225,7 @@ def _check_strings(message: _ProtoMessage) -> None:
             continue
         if kind == _MESSAGE:
             _check_strings(value)
-        elif kind == _STRING or kind == _STRINGS:
+        elif kind in (_STRING, _STRINGS):
             for item in value if kind == _STRINGS else (value,):
                 if not isinstance(item, str):
                     raise RemoteProtocolError(
@@ -295,7 +295,7 @@ def _missing(message: _ProtoMessage) -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Subscribed:
     """SUBSCRIBED: the agent accepted our SUBSCRIBE."""
 
@@ -305,21 +305,21 @@ class Subscribed:
     container_id: mesos_pb2.ContainerID | None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Launch:
     """LAUNCH: run one task."""
 
     task: mesos_pb2.TaskInfo
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class LaunchGroup:
     """LAUNCH_GROUP: run a task group atomically."""
 
     task_group: mesos_pb2.TaskGroupInfo
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class Kill:
     """KILL: kill one task; ``kill_policy`` overrides the task's own when set."""
 
@@ -327,7 +327,7 @@ class Kill:
     kill_policy: mesos_pb2.KillPolicy | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Acknowledged:
     """ACKNOWLEDGED: the agent accepted (and checkpointed) the update with ``uuid``."""
 
@@ -335,31 +335,31 @@ class Acknowledged:
     uuid: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Message:
     """MESSAGE: opaque data from the framework's scheduler."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Error:
     """ERROR: an error message (the real agent never sends one on the HTTP API)."""
 
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Shutdown:
     """SHUTDOWN: kill every task, send their terminal updates, exit within the grace."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Heartbeat:
     """HEARTBEAT: the agent's periodic liveness event (every 30 minutes)."""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class UnknownEvent:
     """An event whose type this library does not know: log it and go on.
 

@@ -57,11 +57,11 @@ the documentation is generated from that table.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from ._answers import Verdict, classify
 from ._backoff import Backoff, RecoveryTimer
+from ._record import record
 from ._status import Status
 
 __all__ = [
@@ -126,28 +126,28 @@ class InputKind(enum.Enum):
     DRAINED = "drained"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Input:
     """Base of the session's inputs."""
 
     kind: ClassVar[InputKind]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Start(Input):
     """Begin: connect for the first time."""
 
     kind: ClassVar[InputKind] = InputKind.START
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Connected(Input):
     """The connection for the SUBSCRIBE stream is open."""
 
     kind: ClassVar[InputKind] = InputKind.CONNECTED
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConnectFailed(Input):
     """The connection could not be opened."""
 
@@ -155,7 +155,7 @@ class ConnectFailed(Input):
     kind: ClassVar[InputKind] = InputKind.CONNECT_FAILED
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SubscribeRefused(Input):
     """SUBSCRIBE got an answer other than 200."""
 
@@ -169,7 +169,7 @@ class SubscribeRefused(Input):
         return verdict is Verdict.RETRY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SubscribedEvent(Input):
     """SUBSCRIBED arrived on the stream.
 
@@ -182,14 +182,14 @@ class SubscribedEvent(Input):
     kind: ClassVar[InputKind] = InputKind.SUBSCRIBED
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ShutdownEvent(Input):
     """SHUTDOWN arrived on the stream."""
 
     kind: ClassVar[InputKind] = InputKind.SHUTDOWN
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StreamLost(Input):
     """The stream ended, failed, stalled, or could not be decoded."""
 
@@ -197,7 +197,7 @@ class StreamLost(Input):
     kind: ClassVar[InputKind] = InputKind.STREAM_LOST
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimerFired(Input):
     """A timer armed by :class:`SetTimer` expired."""
 
@@ -205,21 +205,21 @@ class TimerFired(Input):
     kind: ClassVar[InputKind] = InputKind.TIMER
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StopRequested(Input):
     """``stop()`` or leaving the driver's block: end gracefully."""
 
     kind: ClassVar[InputKind] = InputKind.STOP
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AbortRequested(Input):
     """``abort()`` or cancellation: end now."""
 
     kind: ClassVar[InputKind] = InputKind.ABORT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Drained(Input):
     """What is left to wait for; the session decides whether the end has come.
 
@@ -256,22 +256,22 @@ class Drained(Input):
 # -- actions ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Action:
     """Base of what the session asks the shell to do."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OpenConnection(Action):
     """Open a new connection to the agent for the SUBSCRIBE stream."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SendSubscribe(Action):
     """Send SUBSCRIBE with the ledger's current lists."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EnableCalls(Action):
     """SHUTDOWN came first on a stream: calls may go out without SUBSCRIBED.
 
@@ -280,12 +280,12 @@ class EnableCalls(Action):
     """
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CloseConnection(Action):
     """Close the stream connection (and the call connection)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetTimer(Action):
     """Arm (or re-arm) ``timer`` to fire at the absolute time ``at``."""
 
@@ -293,41 +293,41 @@ class SetTimer(Action):
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CancelTimer(Action):
     """Disarm ``timer`` if armed."""
 
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotifyRegistered(Action):
     """Run ``registered`` (first subscription)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotifyReregistered(Action):
     """Run ``reregistered`` (subscribed again after an outage)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotifyDisconnected(Action):
     """Run ``disconnected`` (once per outage)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotifyShutdown(Action):
     """Cancel every task's work, then run ``shutdown``: kill every task and report them."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotifyError(Action):
     """Run ``error`` with ``message``."""
 
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finish(Action):
     """The session is over: end the driver with ``status`` (and ``error``, if any)."""
 

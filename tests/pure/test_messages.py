@@ -57,6 +57,7 @@ from trio_mesos._messages import (
     update_call,
 )
 from trio_mesos._protobuf_compat import is_repeated
+from trio_mesos._record import record_fields
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
 Call = executor_pb2.Call
@@ -784,7 +785,7 @@ def _strings(value: object) -> list[object]:
         return [value.task_id]
     if isinstance(value, Error):
         return [value.message]
-    fields = getattr(value, "__dataclass_fields__", {})
+    fields = record_fields(value)
     return [s for name in fields if name != "raw" for s in _strings(getattr(value, name))]
 
 

@@ -27,6 +27,7 @@ PURE_MODULES = [
     "_acks",
     "_answers",
     "_session",
+    "_record",
     # The FakeAgent's answer rules and book-keeping (trio_mesos.testing).
     "testing/_request",
     "testing/_rules",
