@@ -503,8 +503,9 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
                 "get updates for tasks it has not delivered)"
             )
         entry = self._ledger.update_queued(prepared)
-        log.debug("update %s for task %s queued: %s", entry.uuid.hex(), task_id,
-                  mesos_pb2.TaskState.Name(prepared.state))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("update %s for task %s queued: %s", entry.uuid.hex(), task_id,
+                      mesos_pb2.TaskState.Name(prepared.state))
         self._calls.wake()
         return entry.uuid
 
