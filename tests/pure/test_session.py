@@ -1351,7 +1351,8 @@ class SessionMachine(RuleBasedStateMachine):
         finishes = of_type(actions, Finish)
         if isinstance(event, Drained) and before in DRAINING:
             # a stop() after SHUTDOWN still waits for the shutdown callback
-            rule = State.SHUTTING_DOWN if self.shutdown_event and before is State.STOPPING else before
+            after_shutdown = self.shutdown_event and before is State.STOPPING
+            rule = State.SHUTTING_DOWN if after_shutdown else before
             assert after.final is drained_spec(rule, event)
         if isinstance(event, ShutdownEvent) and after is State.SHUTTING_DOWN:
             self.shutdown_event = True
