@@ -437,6 +437,10 @@ class Session:
         self.attempts = 0
         self._recovery = RecoveryTimer(recovery_timeout)
         self._in_outage = False
+        #: SHUTDOWN came (its ``shutdown`` callback is part of any drain since).
+        self.shutdown_seen = False
+        #: The stop drain's deadline, fixed by the first ``stop()``.
+        self._stop_by: float | None = None
         #: Why the agent is lost for good (state *lost*), or None.
         self.lost_error: str | None = None
 
@@ -491,6 +495,9 @@ class Session:
         if isinstance(event, SubscribedEvent):
             return self._subscribed(event)
         if isinstance(event, ShutdownEvent):
+            if self.shutdown_seen:
+                return []  # a second SHUTDOWN (during stop()) changes nothing
+            self.shutdown_seen = True
             self.ever_connected = True
             calls: list[Action] = [EnableCalls()] if state is State.SUBSCRIBING else []
             self.state = State.SHUTTING_DOWN
@@ -523,7 +530,9 @@ class Session:
                 return self._connect()
             return []
         if isinstance(event, Drained):
-            if not event.drained(state):
+            # A stop() after SHUTDOWN still waits for the shutdown callback.
+            rule = State.SHUTTING_DOWN if self.shutdown_seen and state is State.STOPPING else state
+            if not event.drained(rule):
                 return []
             status = Status.DRIVER_ABORTED if state is State.LOST else Status.DRIVER_STOPPED
             return self._finish(status, self.lost_error, close=True)
@@ -598,10 +607,12 @@ class Session:
         if self.state is State.IDLE:
             return self._finish(Status.DRIVER_STOPPED, None)
         self.state = State.STOPPING
+        if self._stop_by is None:  # a later stop() never moves the bound
+            self._stop_by = now + self.stop_drain_timeout
         return [
             *self._end_outage(),
             CancelTimer(Timer.RECONNECT),
-            SetTimer(Timer.STOP_DRAIN, now + self.stop_drain_timeout),
+            SetTimer(Timer.STOP_DRAIN, self._stop_by),
         ]
 
     def _finish(

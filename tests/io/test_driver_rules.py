@@ -8,7 +8,6 @@ test names the rule it holds; a comment says how the driver failed it before.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
 import logging
 import pathlib
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -40,7 +39,7 @@ from trio_mesos.testing import AckPolicy, FakeAgent, RecordedCall
 from trio_mesos.testing._hostile import RawAnswer, chunk, hang, raw_stream_head, send
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
-from .helpers import Recorder, driver_options, make_task, status
+from .helpers import Recorder, bounded, driver_options, make_task, status
 from .test_tls import Files, server_context, tls_environ
 
 if sys.version_info < (3, 11):
@@ -51,24 +50,11 @@ MESSAGE, HEARTBEAT = executor_pb2.Call.MESSAGE, executor_pb2.Call.HEARTBEAT
 RUNNING, FINISHED = mesos_pb2.TASK_RUNNING, mesos_pb2.TASK_FINISHED
 NOT_RECOVERED = "Agent has not finished recovery"
 #: Virtual seconds after which a test fails instead of hanging.
-LIMIT = 3600.0
 #: Real seconds for the TLS tests (real sockets); far below any recovery timeout.
 REAL_LIMIT = 30.0
 #: Virtual-time slack for "at exactly this instant" (float sums only).
 EXACT = 1e-6
 
-_F = TypeVar("_F", bound=Callable[..., Awaitable[None]])
-
-
-def bounded(fn: _F) -> _F:
-    """Run the test under ``trio.fail_after(LIMIT)`` (virtual time)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> None:
-        with trio.fail_after(LIMIT):
-            await fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------
@@ -679,8 +665,6 @@ def {name}(driver: trio_mesos.ExecutorDriver) -> None:
 
 
 def test_mypy_flags_wrong_arguments_to_start_task(tmp_path: pathlib.Path) -> None:
-    if importlib.util.find_spec("mypy") is None:
-        pytest.skip("mypy is not installed (it is in the dev extra)")
     bad, good = tmp_path / "bad.py", tmp_path / "good.py"
     bad.write_text(MYPY_FILE.format(name="bad", argument='"not an int"'))
     good.write_text(MYPY_FILE.format(name="good", argument="1"))

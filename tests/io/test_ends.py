@@ -21,13 +21,11 @@ Everything runs against the FakeAgent over memory streams in virtual time
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -40,7 +38,7 @@ from trio_mesos.testing import AckPolicy, FakeAgent
 from trio_mesos.testing._hostile import RawAnswer, chunk, raw_response, raw_stream_head, send
 from trio_mesos.v1 import executor_pb2, mesos_pb2
 
-from .helpers import driver_options, make_task, status
+from .helpers import bounded, driver_options, make_task, status
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -52,7 +50,7 @@ MESSAGE = executor_pb2.Call.MESSAGE
 ABORTED, STOPPED = Status.DRIVER_ABORTED, Status.DRIVER_STOPPED
 #: Virtual-time slack for "at exactly this instant" (float sums only).
 EXACT = 1e-6
-#: Virtual seconds after which a test fails instead of hanging.
+#: Virtual seconds: the honesty tests cancel from outside after half of it.
 LIMIT = 600.0
 #: The agent's default shutdown grace (FakeAgent) and the driver's bound after it.
 GRACE = 5.0
@@ -60,18 +58,6 @@ BOUND = GRACE - 1.0
 MODES = ["callback", "work"]
 WAITERS = ("update", "acknowledged", "message")
 
-_F = TypeVar("_F", bound=Callable[..., Awaitable[None]])
-
-
-def bounded(fn: _F) -> _F:
-    """Run the test under ``trio.fail_after(LIMIT)`` (virtual time)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> None:
-        with trio.fail_after(LIMIT):
-            await fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class Boom(Exception):
