@@ -408,7 +408,9 @@ def main() -> int:
         agent.close()
     print("[bench] memory per pending update, dispatch latency ...")
     r["unacked"] = [run_load(ours("protobuf"), no_ack=True) for _ in range(REPEAT)]
-    r["dispatch"] = run_load(ours("protobuf"), launch_interval=0.002)
+    r["dispatch"] = [
+        run_load(ours("protobuf"), launch_interval=0.002)["dispatch"] for _ in range(REPEAT)
+    ]
     p: dict[str, Any] | None = None
     if python is not None:
         print(f"[bench] pymesos {PYMESOS_VERSION} loads ...")
@@ -458,7 +460,8 @@ def report(info: dict, r: dict, p: dict | None, why: str, took: float) -> str:
         if p
         else None
     )
-    d = r["dispatch"]["dispatch"]
+    d50 = median([pct(d, 50) for d in r["dispatch"]])
+    d99 = median([pct(d, 99) for d in r["dispatch"]])
     pd = p["dispatch"]["dispatch"] if p else None
 
     def ms(x: float) -> str:
@@ -513,12 +516,12 @@ def report(info: dict, r: dict, p: dict | None, why: str, took: float) -> str:
         f"`import trio` {ms(wall_trio)} | {wall_ours / wall_trio:.2f}x | |",
         f"| spawn -> SUBSCRIBE received | {ms(start)} | `python -c 'import trio'` "
         f"{ms(start_trio)}" + (f"; pymesos {ms(start_pm)}" if start_pm else f"; pymesos {na}")
-        + f" | +{(start - start_trio) * 1000:.0f} ms over import trio"
+        + f" | {(start - start_trio) * 1000:+.0f} ms over import trio"
         + (f"; {start / start_pm:.2f}x pymesos" if start_pm else "")
         + " | <= import trio + 25 ms |",
         "| dispatch LAUNCH -> launch_task, p50 / p99 (LAUNCH every 2 ms, "
-        f"{UPDATES} updates per task flowing) | "
-        f"{pct(d, 50) * 1000:.2f} / {pct(d, 99) * 1000:.2f} ms | "
+        f"{UPDATES} updates per task flowing; medians of {REPEAT} runs) | "
+        f"{d50 * 1000:.2f} / {d99 * 1000:.2f} ms | "
         + (f"pymesos {pct(pd, 50) * 1000:.2f} / {pct(pd, 99) * 1000:.2f} ms" if pd else "")
         + f"; round 1 {ROUND1_DISPATCH[0] * 1000:.2f} / {ROUND1_DISPATCH[1] * 1000:.2f} ms"
         " | | no regression |",
@@ -537,6 +540,8 @@ def report(info: dict, r: dict, p: dict | None, why: str, took: float) -> str:
         + ", ".join(f"{x * 1000:.0f}" for x in r["start"])
         + " ms; import trio "
         + ", ".join(f"{x * 1000:.0f}" for x in r["start_trio"])
+        + " ms; dispatch p99 "
+        + ", ".join(f"{pct(x, 99) * 1000:.2f}" for x in r["dispatch"])
         + " ms.",
         "",
         "## Goals",
@@ -558,9 +563,8 @@ def report(info: dict, r: dict, p: dict | None, why: str, took: float) -> str:
     lines.append(goal(pb >= 1.6 * ceil,
                       f"throughput protobuf >= 1.6x the sequential h11 ceiling "
                       f"({pb / ceil:.2f}x; JSON {js / ceil:.2f}x)"))
-    p99 = pct(d, 99)
-    lines.append(goal(p99 <= 2 * ROUND1_DISPATCH[1],
-                      f"dispatch latency: no regression (p99 {p99 * 1000:.2f} ms <= twice round "
+    lines.append(goal(d99 <= 2 * ROUND1_DISPATCH[1],
+                      f"dispatch latency: no regression (p99 {d99 * 1000:.2f} ms <= twice round "
                       f"1's {ROUND1_DISPATCH[1] * 1000:.2f} ms, the noise of this machine)"))
     if pj:
         lines.append(goal(js >= 3 * pj, f"throughput >= 3x pymesos (JSON vs JSON: {js / pj:.2f}x)"))
