@@ -96,7 +96,7 @@ def _dict_class(use_addict: bool) -> Callable[[dict[str, Any]], Any]:
     if not use_addict:
         return dict
     try:
-        from addict import Dict  # type: ignore[import-not-found, unused-ignore]
+        from addict import Dict  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         raise ImportError(
             "use_addict=True needs the addict package: pip install 'trio-mesos[addict]'"
