@@ -8,7 +8,8 @@ Mesos's C++ executor library does), up to ``MAX_CALLS_IN_FLIGHT``:
 * updates first, oldest first, per task only the oldest one not yet accepted
   (``AckLedger.sendable``), each until its 2xx: a task's updates reach the
   agent in the order they were made;
-* then framework messages, in the order they were made;
+* then framework messages, in the order they were made, one at a time (a
+  message answered "retry" is never overtaken by the next);
 * then a due HEARTBEAT.
 
 What an answer means comes from one table (:func:`._answers.classify`).
@@ -96,13 +97,22 @@ class _Call:
 class _Pipeline:
     """The state of one pipeline on one call connection."""
 
-    __slots__ = ("failed", "generation", "heartbeat_in_flight", "in_flight", "scope", "sent")
+    __slots__ = (
+        "failed",
+        "generation",
+        "heartbeat_in_flight",
+        "in_flight",
+        "message_in_flight",
+        "scope",
+        "sent",
+    )
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.in_flight: deque[_Call] = deque()
         self.sent = trio.Event()
         self.heartbeat_in_flight = False
+        self.message_in_flight = False
         self.failed = False
         self.scope = trio.CancelScope()
 
@@ -282,7 +292,10 @@ class CallSender:
             self._ledger.update_sending(entry.uuid)
             body = encode_update_call(framework_id, executor_id, entry.data, self._content_type)
             calls.append(_Call(_UPDATE, body, entry.uuid))
-        while self._messages and len(calls) < room:
+        if self._messages and len(calls) < room and not state.message_in_flight:
+            # One MESSAGE at a time: one answered "retry" must not be overtaken
+            # by the next one (the agent would take them out of order).
+            state.message_in_flight = True
             message = self._messages.popleft()
             call = message_call(framework_id, executor_id, message.data)
             calls.append(_Call(_MESSAGE, encode_message(call, self._content_type), message))
@@ -439,6 +452,8 @@ class CallSender:
                 log.warning("HEARTBEAT answered %s", self._describe(response))
             self._next_heartbeat = trio.current_time() + self._heartbeat_interval
             return
+        if call.what is _MESSAGE:
+            state.message_in_flight = False
         verdict = classify(response.status_code, response.body)
         if verdict is Verdict.RETRY:
             log.warning("%s answered %s; will retry", call.what, self._describe(response))

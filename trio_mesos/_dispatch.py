@@ -23,6 +23,7 @@ from typing import Final
 import trio
 
 from ._exits import leaves
+from ._http import TransportError
 
 __all__ = ["Dispatcher", "Item", "Waiter", "Waiters"]
 
@@ -34,16 +35,17 @@ Item = Callable[[], Awaitable[None]]
 class Dispatcher:
     """Callbacks in event order, awaited one at a time by :meth:`run`.
 
-    Agent events wait for room (:meth:`put`: a slow callback slows the reading
-    of the stream instead of growing memory); the driver's own notifications
-    never do (:meth:`put_nowait`).
+    Agent events never wait for a callback (:meth:`put`: past ``limit`` the
+    reader yields, past ``hard_limit`` the stream is given up); the driver's
+    own notifications are always queued (:meth:`put_nowait`).
 
     Args:
-        limit: agent events buffered.
+        limit: agent events queued before the reader yields to the dispatcher.
         on_failure: called synchronously with what a callback or task work
             raised (not ``trio.Cancelled``), before it propagates.
         on_idle: called after each callback and each piece of task work ends
             (the driver then checks whether it has drained).
+        hard_limit: agent events queued at most.
     """
 
     def __init__(
@@ -51,11 +53,12 @@ class Dispatcher:
         limit: int,
         on_failure: Callable[[BaseException], None],
         on_idle: Callable[[], None],
+        hard_limit: int = 4096,
     ) -> None:
         self._items: deque[Item] = deque()
         self._limit = limit
+        self._hard_limit = hard_limit
         self._not_empty = trio.lowlevel.ParkingLot()
-        self._not_full = trio.lowlevel.ParkingLot()
         self._on_failure = on_failure
         self._on_idle = on_idle
         self._closed = False
@@ -77,16 +80,31 @@ class Dispatcher:
         self._not_empty.unpark()
 
     async def put(self, item: Item) -> None:
-        while len(self._items) >= self._limit and not self._closed:
-            await self._not_full.park()
+        """Queue an agent event's callback; never waits for the callbacks.
+
+        The stream must keep being read whatever a callback does (a SHUTDOWN
+        or the end of the stream behind a stuck callback would otherwise go
+        unseen, and no end would hold its bound). Past the soft limit the
+        reader yields to the dispatcher; past the hard limit the stream is
+        given up (memory stays bounded; the recovery rules follow).
+
+        Raises:
+            TransportError: ``hard_limit`` events already wait.
+        """
+        if len(self._items) >= self._hard_limit:
+            raise TransportError(
+                f"{len(self._items)} agent events wait for the executor's callbacks: "
+                "the event stream is given up"
+            )
         self.put_nowait(item)
+        if len(self._items) >= self._limit:
+            await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
         """The end is decided: queued callbacks never start. Synchronous."""
         self._closed = True
         self._items.clear()
         self._not_empty.unpark_all()
-        self._not_full.unpark_all()
 
     async def run(self) -> None:
         self.task = trio.lowlevel.current_task()
@@ -96,7 +114,6 @@ class Dispatcher:
                     return
                 await self._not_empty.park()
             item = self._items.popleft()
-            self._not_full.unpark()
             self.running = True
             try:
                 await item()
