@@ -22,9 +22,9 @@ class Executor:
     ``org.apache.mesos.Executor``, and protobuf messages from
     :mod:`trio_mesos.v1`. The driver awaits them one at a time, in the order
     the agent sent the events, from one dispatcher task: while a callback
-    runs, no other callback starts, and a slow callback slows the reading of
-    the agent's stream (the buffer between them is small and bounded). Long
-    work belongs in :meth:`ExecutorDriver.start_task`, not in a callback.
+    runs, no other callback starts (the agent's stream is still read: a
+    SHUTDOWN behind a slow callback is seen at once). Long work belongs in
+    :meth:`ExecutorDriver.start_task`, not in a callback.
 
     A callback that raises ends the driver: the exception comes out of
     :func:`~trio_mesos.open_executor_driver` as itself. When the driver's end
