@@ -656,6 +656,9 @@ class ExecutorDriver(AgentEvents, metaclass=_NoPublicConstructor):
             return
         self._ended = True
         self._status = status
+        lost = self._session.lost_error
+        if error is None and lost is not None:
+            error = AgentUnavailableError(lost)  # abort() after the agent was lost
         if self.error is None:
             self.error = error
         try:

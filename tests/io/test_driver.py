@@ -893,3 +893,26 @@ async def test_no_callback_starts_after_abort_even_with_events_queued() -> None:
             all_sent.set()
             assert await d.join() == Status.DRIVER_ABORTED
     assert seen == ["t1"]
+
+
+async def test_abort_after_the_agent_was_lost_keeps_the_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    release = trio.Event()
+
+    class SlowShutdown(Recorder):
+        async def shutdown(self, driver):  # type: ignore[no-untyped-def]
+            await super().shutdown(driver)  # type: ignore[no-untyped-call]
+            await release.wait()
+
+    executor = SlowShutdown()
+    async with FakeAgent(checkpoint=False) as agent:
+        config = agent.executor_config(checkpoint=False)
+        options = driver_options(agent, config=config)
+        async with trio_mesos.open_executor_driver(executor, **options) as driver:
+            await executor.wait_for("registered")
+            await agent.drop_stream()
+            await executor.wait_for("shutdown")  # the agent is lost: the grace runs
+            assert driver.abort() == Status.DRIVER_ABORTED
+    assert isinstance(driver.error, AgentUnavailableError)
+    assert "checkpointing is off" in str(driver.error)
