@@ -1287,6 +1287,16 @@ def program(**changes: Any) -> Program:
         callbacks={"launch_task": ((Sleep(FOREVER),),)},
     )
 )
+# FakeAgent.ack_all() raced a DELAYED ACK (the agent's bug, not the driver's).
+@example(
+    program(
+        ack="delayed",
+        launches=3,
+        agent=((0.5, AckAll()),),
+        fibers=((Update(wait="no", terminal=False),),),
+        callbacks={"launch_task": ((Update(wait="no", terminal=False),),)},
+    )
+)
 @given(programs)
 def test_the_driver_keeps_its_invariants(program: Program) -> None:
     run = Run(program)
