@@ -106,7 +106,7 @@ class Stuck({base}):
         threading.Event().wait()  # a callback that never returns
 
 status = {driver}(Stuck()).run()
-print("run() returned", status, flush=True)
+print("run() returned", int(status), flush=True)
 threading.Event().wait()  # and a process that would linger after it
 """
 STYLES = {

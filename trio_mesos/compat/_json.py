@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 
 from .._errors import LocalProtocolError
 from .._proto import mesos_pb2
+from .._protobuf_compat import is_repeated
 
 __all__ = ["message_to_dict", "status_from_dict"]
 
@@ -70,7 +71,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for field in descriptor.fields:
         name = field.name
-        if field.is_repeated:
+        if is_repeated(field):
             values = getattr(message, name)
             if not len(values):
                 continue
